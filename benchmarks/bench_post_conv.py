@@ -1,0 +1,391 @@
+"""Parity and timing of every implementation of the GDN post-conv step.
+
+GPU: the gdn_ext CUDA op, the gdn_ext Triton kernel, the unfused PyTorch
+chain, torch.compile of that chain and vLLM's fused_post_conv_prep (when
+vllm is importable), against a device-to-device copy of the same bytes.
+Device time per call comes from CUDA-graph replays that rotate through enough
+input sets to exceed L2; host time per eager call is measured at L = 1.
+CPU (no GPU visible): the gdn_ext CPU op, the eager chain, torch.compile of
+the chain and zentorch's op when importable, against a memcpy ceiling.
+
+    python benchmarks/bench_post_conv.py --json out.json --plot out.png
+"""
+import argparse
+import datetime
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+
+import gdn_ext
+from gdn_ext import reference_post_conv_prep, unfused_post_conv_prep
+
+SHAPES = [(16, 32, 128, 128), (16, 64, 128, 128), (8, 16, 128, 128), (4, 8, 128, 128),
+          (2, 4, 128, 128)]
+LENGTHS = [1, 16, 128, 512, 2048, 8192, 32768]
+L2_BYTES = 50 * 2**20
+
+
+# ---------------------------------------------------------------------------
+# Implementations
+
+
+def find_vllm():
+    """vLLM's fused_post_conv_prep, or (None, why not)."""
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return None, f"vllm not importable ({type(exc).__name__})"
+    for path in ("vllm.model_executor.layers.fla.ops.fused_post_conv_prep",
+                 "vllm.model_executor.layers.fla.ops", "vllm.model_executor.models.qwen3_next"):
+        try:
+            mod = __import__(path, fromlist=["fused_post_conv_prep"])
+            return getattr(mod, "fused_post_conv_prep"), None
+        except Exception:  # noqa: BLE001
+            continue
+    return None, "vllm importable but has no fused_post_conv_prep"
+
+
+def find_zentorch():
+    try:
+        import zentorch  # noqa: F401
+        return torch.ops.zentorch.gdn_fused_post_conv_prep, None
+    except Exception as exc:  # noqa: BLE001
+        return None, f"zentorch not importable ({type(exc).__name__})"
+
+
+def implementations(device):
+    """{name: fn(conv, a, b, A_log, dt_bias, H, K, V)} and notes on absent peers."""
+    impls, notes = {}, []
+    compiled = torch.compile(unfused_post_conv_prep, fullgraph=True, dynamic=True)
+    if device == "cuda":
+        if gdn_ext.HAS_CUDA_KERNEL:
+            impls["gdn_ext cuda"] = torch.ops.gdn.fused_post_conv_prep.default
+        from gdn_ext.triton_kernel import post_conv_prep_triton
+        impls["gdn_ext triton"] = post_conv_prep_triton
+        vllm_fn, why = find_vllm()
+        if vllm_fn is not None:
+            impls["vllm"] = vllm_fn
+        else:
+            notes.append(why)
+    else:
+        impls["gdn_ext cpu"] = torch.ops.gdn.fused_post_conv_prep.default
+        zen, why = find_zentorch()
+        if zen is not None:
+            impls["zentorch"] = zen
+        else:
+            notes.append(why)
+    impls["eager chain"] = unfused_post_conv_prep
+    impls["compiled chain"] = compiled
+    return impls, notes
+
+
+# ---------------------------------------------------------------------------
+# Inputs and bytes
+
+
+def make_inputs(L, H, HV, K, V, dtype, device, layout="row_major", gen=None):
+    D = 2 * H * K + HV * V
+    if layout == "channel_first":
+        conv = torch.randn(D, L, device=device, dtype=dtype, generator=gen).T
+    else:
+        conv = torch.randn(L, D, device=device, dtype=dtype, generator=gen)
+    a = torch.randn(L, HV, device=device, dtype=dtype, generator=gen) * 4
+    b = torch.randn(L, HV, device=device, dtype=dtype, generator=gen) * 4
+    A_log = torch.empty(HV, device=device).uniform_(0, 16, generator=gen).clamp_min(1).log()
+    dt_bias = torch.randn(HV, device=device, generator=gen)
+    return conv, a, b, A_log, dt_bias
+
+
+def bytes_moved(L, H, HV, K, V, dtype):
+    """The fewest bytes the op must move: each input read once, each output
+    written once (A_log and dt_bias are negligible)."""
+    e = torch.tensor([], dtype=dtype).element_size()
+    D = 2 * H * K + HV * V
+    return L * (D * e + 2 * HV * e) + L * (D * e + 2 * HV * 4)
+
+
+# ---------------------------------------------------------------------------
+# Timing
+
+
+def n_input_sets(nbytes):
+    return max(1, min(64, math.ceil(3 * L2_BYTES / max(nbytes, 1))))
+
+
+def time_cuda_graph(fn, input_sets, H, K, V, replays=20):
+    """Median device time per call, from replays of a graph that calls fn
+    once per input set (distinct buffers, so L2 does not hold the inputs)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for args in input_sets[:2]:
+            fn(*args, H, K, V)  # compile / autotune outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        keep = [fn(*args, H, K, V) for args in input_sets]
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(input_sets))
+    del keep, graph
+    return statistics.median(times)
+
+
+def time_host(fn, args, H, K, V, calls=2000, sync=None):
+    """Median wall time per eager call over batches of calls."""
+    for _ in range(50):
+        fn(*args, H, K, V)
+    if sync:
+        sync()
+    per_call = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(calls // 5):
+            fn(*args, H, K, V)
+        if sync:
+            sync()
+        per_call.append((time.perf_counter() - t0) * 1e6 / (calls // 5))
+    return statistics.median(per_call)
+
+
+def time_cpu(fn, input_sets, H, K, V, min_time=0.2):
+    fn(*input_sets[0], H, K, V)
+    times, i, t_end = [], 0, time.perf_counter() + min_time
+    while time.perf_counter() < t_end or len(times) < 5:
+        args = input_sets[i % len(input_sets)]
+        t0 = time.perf_counter()
+        fn(*args, H, K, V)
+        times.append((time.perf_counter() - t0) * 1e6)
+        i += 1
+    return statistics.median(times)
+
+
+def copy_ceiling(device):
+    """Bytes (read + written) per second of a large copy, in TB/s."""
+    n = 2**28 if device == "cuda" else 2**25  # 512 MiB / 64 MiB of bf16
+    src = torch.randn(n, device=device).to(torch.bfloat16)
+    dst = torch.empty_like(src)
+    if device == "cuda":
+        us = time_cuda_graph(lambda s, d, *_: d.copy_(s), [(src, dst)], 0, 0, 0)
+    else:
+        us = time_cpu(lambda s, d, *_: d.copy_(s), [(src, dst)], 0, 0, 0, min_time=1.0)
+    return 2 * src.numel() * 2 / (us * 1e-6) / 1e12
+
+
+# ---------------------------------------------------------------------------
+# Parity
+
+
+def parity(fn, inputs, H, K, V):
+    """Max errors of one call against the float64 reference: q in units of
+    the output's precision (relative), g and beta relative."""
+    out = fn(*inputs, H, K, V)
+    ref = reference_post_conv_prep(*(t for t in inputs), H, K, V)
+    q_err = ((out[0].double() - ref[0]).abs() / ref[0].abs().clamp_min(1e-3)).max().item()
+    g_err = ((out[3].double() - ref[3]).abs() / ref[3].abs().clamp_min(1e-30)).max().item()
+    beta_err = ((out[4].double() - ref[4]).abs() / ref[4].abs().clamp_min(1e-30)).max().item()
+    v_exact = torch.equal(out[2], inputs[0][:, 2 * H * K:].reshape(out[2].shape))
+    return {"q_rel": q_err, "g_rel": g_err, "beta_rel": beta_err, "v_bit_exact": v_exact}
+
+
+def gate_sweep_inputs(H, HV, K, V, dtype, device):
+    """Inputs whose x = a + dt_bias covers [-80, 80] (where the naive softplus fails)."""
+    inputs = list(make_inputs(512, H, HV, K, V, dtype, device))
+    inputs[1] = torch.linspace(-80, 80, 512 * HV, device=device).reshape(512, HV).to(dtype)
+    inputs[4] = torch.zeros(HV, device=device)
+    return inputs
+
+
+# ---------------------------------------------------------------------------
+
+
+def run(args):
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    torch.manual_seed(0)
+    impls, notes = implementations(device)
+    ceiling = copy_ceiling(device)
+    info = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
+        or platform.machine(),
+        "torch": torch.__version__, "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(), "copy_ceiling_TBps": ceiling, "notes": notes,
+    }
+    try:
+        import triton
+        info["triton"] = triton.__version__
+    except Exception:  # noqa: BLE001
+        info["triton"] = None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    print(f"# {info['device']} | torch {info['torch']} | triton {info['triton']} | "
+          f"CUDA {info['cuda']} | {info['date']}")
+    print(f"# copy ceiling (read + write): {ceiling:.3f} TB/s")
+    for note in notes:
+        print(f"# note: {note}")
+    if device == "cpu":
+        print(f"# no GPU visible: CPU backend on {torch.get_num_threads()} threads")
+
+    shapes = [tuple(map(int, s.split(","))) for s in args.shapes] if args.shapes else SHAPES
+    lengths = args.lengths or LENGTHS
+    rows = []
+
+    def measure(name, fn, shape, L, dt, layout="row_major"):
+        H, HV, K, V = shape
+        nbytes = bytes_moved(L, H, HV, K, V, dt)
+        sets = [make_inputs(L, H, HV, K, V, dt, device, layout) for _ in range(n_input_sets(nbytes))]
+        try:
+            us = (time_cuda_graph(fn, sets, H, K, V) if device == "cuda"
+                  else time_cpu(fn, sets, H, K, V))
+        except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the table
+            print(f"# {name} failed at {shape} L={L}: {type(exc).__name__}: {exc}")
+            return None
+        tbps = nbytes / (us * 1e-6) / 1e12
+        row = {"impl": name, "H": H, "HV": HV, "K": K, "V": V, "L": L,
+               "dtype": str(dt)[6:], "layout": layout, "us": us, "TBps": tbps,
+               "pct_ceiling": 100 * tbps / ceiling, "floor_us": nbytes / (ceiling * 1e12) * 1e6}
+        rows.append(row)
+        return row
+
+    for shape in shapes:
+        for L in lengths:
+            for name, fn in impls.items():
+                measure(name, fn, shape, L, dtype)
+        print_table([r for r in rows if (r["H"], r["HV"], r["K"], r["V"]) == shape
+                     and r["layout"] == "row_major" and r["dtype"] == str(dtype)[6:]],
+                     list(impls), shape, args.dtype)
+
+    main = "gdn_ext cuda" if "gdn_ext cuda" in impls else ("gdn_ext cpu" if device == "cpu" else None)
+    variants = []
+    if main and not args.skip_variants:
+        shape = shapes[0]
+        for L in [x for x in lengths if x >= 2048] or lengths[-1:]:
+            for dt, layout in ((torch.float16, "row_major"), (torch.float32, "row_major"),
+                               (dtype, "channel_first")):
+                for name in (main, "gdn_ext triton") if device == "cuda" else (main,):
+                    r = measure(name, impls[name], shape, L, dt, layout)
+                    if r:
+                        variants.append(r)
+        print(f"\n## variants of {shape}: dtypes and channel-first input")
+        print(f"{'impl':16} {'L':>6} {'dtype':>9} {'layout':>14} {'us':>9} {'TB/s':>6} {'%ceil':>6}")
+        for r in variants:
+            print(f"{r['impl']:16} {r['L']:>6} {r['dtype']:>9} {r['layout']:>14} {r['us']:9.2f} "
+                  f"{r['TBps']:6.3f} {r['pct_ceiling']:6.1f}")
+
+    host = {}
+    shape = shapes[0]
+    inputs = make_inputs(1, *shape, dtype, device)
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    for name, fn in impls.items():
+        try:
+            host[name] = time_host(fn, inputs, *shape[:1], shape[2], shape[3], sync=sync)
+        except Exception as exc:  # noqa: BLE001
+            print(f"# host timing of {name} failed: {exc}")
+    host["gdn_ext python wrapper"] = time_host(
+        lambda *a: gdn_ext.fused_post_conv_prep(*a), inputs, shape[0], shape[2], shape[3], sync=sync)
+    print(f"\n## eager host time per call at L = 1, {shape} (us)")
+    for name, us in host.items():
+        print(f"{name:24} {us:8.2f}")
+
+    par = {}
+    H, HV, K, V = shape
+    for name, fn in impls.items():
+        try:
+            par[name] = parity(fn, gate_sweep_inputs(H, HV, K, V, dtype, device), H, K, V)
+        except Exception as exc:  # noqa: BLE001
+            par[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(f"\n## parity against the float64 reference, {shape}, x = a + dt_bias over [-80, 80]")
+    print(f"{'impl':16} {'q max rel':>10} {'g max rel':>10} {'beta max rel':>12} {'v exact':>8}")
+    for name, p in par.items():
+        if "error" in p:
+            print(f"{name:16} {p['error']}")
+        else:
+            print(f"{name:16} {p['q_rel']:10.2e} {p['g_rel']:10.2e} {p['beta_rel']:12.2e} "
+                  f"{str(p['v_bit_exact']):>8}")
+
+    result = {"info": info, "rows": rows, "host_us_L1": host, "parity": par}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"\n# wrote {args.json}")
+    if args.plot:
+        plot(result, args.plot, dtype)
+    return result
+
+
+def print_table(rows, names, shape, dtype_name):
+    print(f"\n## {shape} (H, HV, K, V), {dtype_name}: us per call | TB/s | % of copy ceiling")
+    header = f"{'L':>6} {'floor us':>9}" + "".join(f" | {n:>24}" for n in names)
+    base = names[0]
+    print(header + f" | ratio of each to {base}")
+    for L in sorted({r["L"] for r in rows}):
+        by = {r["impl"]: r for r in rows if r["L"] == L}
+        if not by:
+            continue
+        floor = next(iter(by.values()))["floor_us"]
+        line = f"{L:>6} {floor:9.2f}"
+        for n in names:
+            r = by.get(n)
+            line += (f" | {r['us']:9.2f} {r['TBps']:5.2f} {r['pct_ceiling']:6.1f}%" if r
+                     else f" | {'-':>24}")
+        if base in by:
+            line += " | " + ", ".join(f"{n} {by[n]['us'] / by[base]['us']:.2f}x"
+                                      for n in names[1:] if n in by)
+        print(line)
+
+
+def plot(result, path, dtype):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as exc:  # noqa: BLE001
+        print(f"# plot skipped: matplotlib unavailable ({type(exc).__name__})")
+        return
+    rows = [r for r in result["rows"] if r["layout"] == "row_major" and r["dtype"] == str(dtype)[6:]]
+    shapes = sorted({(r["H"], r["HV"], r["K"], r["V"]) for r in rows})
+    fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 3.8), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        for impl in dict.fromkeys(r["impl"] for r in rows):
+            pts = sorted((r["L"], r["TBps"]) for r in rows
+                         if r["impl"] == impl and (r["H"], r["HV"], r["K"], r["V"]) == shape)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=impl)
+        ax.axhline(result["info"]["copy_ceiling_TBps"], color="k", ls="--", lw=1, label="copy ceiling")
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"H,HV,K,V = {shape}", fontsize=9)
+        ax.set_xlabel("L (tokens)")
+        ax.set_ylabel("TB/s (read + write)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"gdn post-conv prep, {result['info']['device']}, {str(dtype)[6:]}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"# wrote {path}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", help="write all numbers here")
+    p.add_argument("--plot", help="write a PNG of TB/s against L here")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--shapes", nargs="*", help="H,HV,K,V ... (default: the five Qwen shapes)")
+    p.add_argument("--lengths", nargs="*", type=int, help="L values")
+    p.add_argument("--cpu", action="store_true", help="measure the CPU even if a GPU is visible")
+    p.add_argument("--skip-variants", action="store_true", help="skip the dtype/layout variants")
+    run(p.parse_args())
+
+
+if __name__ == "__main__":
+    main()

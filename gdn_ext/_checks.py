@@ -1,0 +1,61 @@
+"""Argument checks for the Python-side implementations (fake, Triton,
+reference). They mirror csrc/post_conv_prep.cpp's checks message for message;
+tests/test_errors.py runs every bad input through every backend to keep the
+two in step."""
+import torch
+
+OP = "gdn::fused_post_conv_prep: "
+ACTIVATION_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_DTYPE_NAMES = "bfloat16, float16 or float32"
+
+
+def _fail(msg):
+    raise ValueError(OP + msg)
+
+
+def check_args(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim):
+    """Validates the op's arguments (SPEC.md "Bad input"); returns (L, HV)."""
+    for name, value in (("num_k_heads", num_k_heads), ("head_k_dim", head_k_dim),
+                        ("head_v_dim", head_v_dim)):
+        if value <= 0:
+            _fail(f"{name} must be >= 1, but got {value}")
+    for name, t, dim, shape in (("conv_output", conv_output, 2, "[L, 2*H*K + HV*V]"),
+                                ("a", a, 2, "[L, HV]"), ("b", b, 2, "[L, HV]"),
+                                ("A_log", A_log, 1, "[HV]"), ("dt_bias", dt_bias, 1, "[HV]")):
+        if t.dim() != dim:
+            _fail(f"{name} must be a {dim}-D tensor {shape}, but got a {t.dim()}-D tensor "
+                  f"of shape {list(t.shape)}")
+    for name, t in (("conv_output", conv_output), ("a", a), ("b", b), ("A_log", A_log),
+                    ("dt_bias", dt_bias)):
+        if t.dtype not in ACTIVATION_DTYPES:
+            _fail(f"{name} must have dtype {_DTYPE_NAMES}, but got {t.dtype}")
+    for name, t in (("a", a), ("b", b), ("A_log", A_log), ("dt_bias", dt_bias)):
+        if t.device != conv_output.device:
+            _fail(f"all tensors must be on one device: conv_output is on {conv_output.device} "
+                  f"but {name} is on {t.device}")
+    L = conv_output.shape[0]
+    H, K, V = num_k_heads, head_k_dim, head_v_dim
+    HV = A_log.shape[0]
+    if HV < 1:
+        _fail(f"A_log must have HV >= 1 elements (one per value head), but got shape "
+              f"{list(A_log.shape)}")
+    width = 2 * H * K + HV * V
+    if conv_output.shape[1] != width:
+        _fail(f"conv_output.size(1) must be 2*H*K + HV*V = 2*{H}*{K} + {HV}*{V} for "
+              f"num_k_heads={H}, head_k_dim={K}, head_v_dim={V} and HV=A_log.size(0)={HV}, "
+              f"but got {conv_output.shape[1]}")
+    for name, t in (("a", a), ("b", b)):
+        if tuple(t.shape) != (L, HV):
+            _fail(f"{name} must have shape [L, HV] = [{L}, {HV}], but got {list(t.shape)}")
+    if tuple(dt_bias.shape) != (HV,):
+        _fail(f"dt_bias must have shape [HV] = [{HV}], but got {list(dt_bias.shape)}")
+    return L, HV
+
+
+def empty_outputs(conv_output, L, H, HV, K, V):
+    """The op's five outputs, uninitialised, as SPEC.md lays them out."""
+    act = dict(dtype=conv_output.dtype, device=conv_output.device)
+    f32 = dict(dtype=torch.float32, device=conv_output.device)
+    return (conv_output.new_empty((L, H, K), **act), conv_output.new_empty((L, H, K), **act),
+            conv_output.new_empty((L, HV, V), **act), conv_output.new_empty((L, HV), **f32),
+            conv_output.new_empty((L, HV), **f32))

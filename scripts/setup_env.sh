@@ -1,0 +1,38 @@
+# Sourced by run_tests.sh and run_benchmarks.sh. Leaves $PY with torch, the
+# test tools and gdn_ext built from this checkout. Installs only what is
+# missing, so it runs offline on a machine that already has torch.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+cd "$ROOT"
+
+has_module() { "$PY" -c "import $1" >/dev/null 2>&1; }
+pip_install() { echo "setup: pip install $*"; "$PY" -m pip install -q "$@"; }
+
+has_module torch || pip_install torch
+missing=()
+for pair in pytest:pytest numpy:numpy setuptools:setuptools wheel:wheel ninja:ninja; do
+  has_module "${pair%%:*}" || missing+=("${pair#*:}")
+done
+[ ${#missing[@]} -eq 0 ] || pip_install "${missing[@]}"
+
+# torch's CUDA_HOME guess follows the nvcc on PATH, which may be a wrapper.
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDA_HOME=/usr/local/cuda
+fi
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+
+mkdir -p build
+echo "setup: building gdn_ext (log: build/pip-install.log)"
+if ! "$PY" -m pip install -v --no-build-isolation --no-deps -e . >build/pip-install.log 2>&1; then
+  tail -n 60 build/pip-install.log
+  echo "setup: building gdn_ext failed" >&2
+  exit 1
+fi
+grep -m1 "gdn_ext setup:" build/pip-install.log || true
+"$PY" - <<'PY'
+import torch, gdn_ext
+cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+print(f"setup: torch {torch.__version__}, device: {cuda}, compiled library: "
+      f"{gdn_ext.HAS_COMPILED_LIBRARY}, CUDA kernel: {gdn_ext.HAS_CUDA_KERNEL}")
+PY

@@ -1,0 +1,97 @@
+"""Builds gdn_ext._C: the op's schema and CPU kernel always, the CUDA kernel
+when a CUDA toolkit and a CUDA build of torch are both present.
+
+    pip install --no-build-isolation .        # or -e . for development
+
+Environment: CUDA_HOME (found automatically when unset), TORCH_CUDA_ARCH_LIST
+(default with no GPU visible: 8.0;9.0;10.0+PTX), GDN_EXT_CPU_ONLY=1 to skip
+CUDA, MAX_JOBS for parallel compilation.
+"""
+import glob
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCH_LIST = "8.0;9.0;10.0+PTX"
+
+
+def log(msg):
+    print(f"gdn_ext setup: {msg}", file=sys.stderr, flush=True)
+
+
+def find_cuda_home():
+    """CUDA_HOME, or the toolkit nvcc belongs to. The nvcc on PATH may be a
+    wrapper script (/usr/local/bin/nvcc here), whose parent is no toolkit, so
+    a candidate counts only if it holds bin/nvcc and include/cuda_runtime.h."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for home in candidates:
+        if home and os.path.isfile(os.path.join(home, "bin", "nvcc")) and os.path.isfile(
+            os.path.join(home, "include", "cuda_runtime.h")
+        ):
+            return home
+    return None
+
+
+def cuda_build_plan():
+    """(use_cuda, reason). Sets CUDA_HOME before torch.utils.cpp_extension reads it."""
+    import torch
+
+    if os.environ.get("GDN_EXT_CPU_ONLY", "0") == "1":
+        return False, "GDN_EXT_CPU_ONLY=1"
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is not a CUDA build"
+    home = find_cuda_home()
+    if home is None:
+        return False, "no CUDA toolkit found (set CUDA_HOME)"
+    os.environ["CUDA_HOME"] = home
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+    arch = os.environ.get("TORCH_CUDA_ARCH_LIST") or "the visible GPUs' architectures"
+    return True, f"nvcc in {home}, torch CUDA {torch.version.cuda}, arch list {arch}"
+
+
+def extensions():
+    use_cuda, reason = cuda_build_plan()
+    # Imported only now: cpp_extension fixes CUDA_HOME when it is imported.
+    from torch.utils.cpp_extension import CppExtension, CUDAExtension
+
+    log(("building with CUDA: " if use_cuda else "building CPU-only: ") + reason)
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    # The library registers its op through TORCH_LIBRARY and uses no CPython
+    # API, so one build serves every CPython >= 3.9.
+    extra = {"cxx": ["-O3"]}
+    kwargs = dict(name="gdn_ext._C", py_limited_api=True)
+    if use_cuda:
+        sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
+        # No --use_fast_math: the gate needs accurate expf/log1pf (SPEC.md).
+        extra["nvcc"] = ["-O3", "-lineinfo"]
+        return [CUDAExtension(sources=sources, extra_compile_args=extra, **kwargs)]
+    return [CppExtension(sources=sources, extra_compile_args=extra, **kwargs)]
+
+
+def main():
+    ext_modules = extensions()  # before anything imports torch.utils.cpp_extension
+    from torch.utils.cpp_extension import BuildExtension
+
+    setup(
+        name="gdn_ext",
+        version="0.1.0",
+        description="Fused, exact post-convolution step of Gated DeltaNet layers",
+        packages=find_packages(include=["gdn_ext", "gdn_ext.*"]),
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": BuildExtension},
+        options={"bdist_wheel": {"py_limited_api": "cp39"}},
+        python_requires=">=3.9",
+        install_requires=["torch>=2.6"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The op as torch sees it: one schema, opcheck, torch.compile, the fallback
+registrations when no library is present, and the build itself."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import gdn_ext
+from _helpers import HAS_GPU, Inputs, check_against_reference, requires_gpu
+from gdn_ext import _library
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_schema_is_the_one_declared_in_cpp():
+    schema = str(torch.ops.gdn.fused_post_conv_prep.default._schema)
+    assert schema == _library.QUALNAME + _library.SCHEMA
+    if _library.HAS_COMPILED_LIBRARY:
+        with open(os.path.join(ROOT, "csrc", "post_conv_prep.cpp")) as f:
+            src = "".join(line.strip().strip('"') for line in f if line.strip().startswith('"'))
+        assert _library.NAME + _library.SCHEMA in src.replace('""', "")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_gpu)])
+@pytest.mark.parametrize("layout", ["row_major", "channel_first", "ba_chunk"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+def test_opcheck(device, layout, dtype):
+    x = Inputs(9, 2, 4, 32, 16, dtype, device, layout=layout)
+    for flags in ((True, False), (False, True)):
+        torch.library.opcheck(torch.ops.gdn.fused_post_conv_prep.default, x.args(*flags))
+
+
+def _layer_step(conv, a, b, A_log, dt_bias):
+    q, k, v, g, beta = torch.ops.gdn.fused_post_conv_prep(conv, a, b, A_log, dt_bias, 2, 32, 16)
+    return q, k, v, g, beta, (q.float() * 2).sum(-1) + g.exp().mean(-1, keepdim=True) * beta[:, :1]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_gpu)])
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_torch_compile_fullgraph(device, mode):
+    if mode == "reduce-overhead" and device == "cpu":
+        pytest.skip("reduce-overhead uses CUDA graphs")
+    torch._dynamo.reset()
+    compiled = torch.compile(_layer_step, fullgraph=True, mode=mode, dynamic=False)
+    for L in (7, 7, 7):  # reduce-overhead records, then replays the graph
+        x = Inputs(L, 2, 4, 32, 16, torch.bfloat16, device)
+        args = x.args()[:5]
+        got, want = compiled(*args), _layer_step(*args)
+        for g_out, w_out in zip(got[:5], want[:5]):  # the op's outputs: identical
+            torch.testing.assert_close(g_out, w_out, rtol=0, atol=0)
+        torch.testing.assert_close(got[5], want[5])  # fused epilogue: rounding may differ
+
+
+def _run_python(code, env_extra):
+    env = dict(os.environ, **env_extra)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+CHECK_OP = """
+    import sys; sys.path.insert(0, "tests")
+    import torch, gdn_ext
+    from gdn_ext import _library
+    from _helpers import Inputs, check_against_reference
+    print("compiled", _library.HAS_COMPILED_LIBRARY, "cuda", _library.HAS_CUDA_KERNEL)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        x = Inputs(19, 2, 3, 32, 24, torch.bfloat16, device, layout="channel_first")
+        check_against_reference(torch.ops.gdn.fused_post_conv_prep(*x.args()), x)
+        print("ok", device)
+"""
+
+
+def test_without_compiled_library_the_op_still_exists():
+    """No library: the package declares the schema, the float64 reference
+    serves CPU and Triton serves CUDA."""
+    out = _run_python(CHECK_OP, {"GDN_EXT_DISABLE_LIBRARY": "1"})
+    assert "compiled False cuda False" in out and "ok cpu" in out
+    if HAS_GPU:
+        assert "ok cuda" in out
+
+
+def _cuda_toolchain_present():
+    sys.path.insert(0, ROOT)
+    try:
+        from setup import find_cuda_home
+    finally:
+        sys.path.pop(0)
+    return torch.version.cuda is not None and find_cuda_home() is not None
+
+
+@pytest.mark.skipif(os.environ.get("GDN_EXT_CPU_ONLY") == "1", reason="GDN_EXT_CPU_ONLY=1")
+def test_cuda_kernel_compiled_when_toolchain_present():
+    """CI has nvcc and a CUDA torch but no GPU: the CUDA code must still have
+    compiled and linked into the library."""
+    if not _cuda_toolchain_present():
+        pytest.skip("no CUDA toolkit or CPU-only torch: a CPU-only build is expected")
+    assert _library.HAS_COMPILED_LIBRARY, "the compiled library did not load"
+    assert _library.HAS_CUDA_KERNEL, "the library was built without its CUDA kernel"
+    cuobjdump = shutil.which("cuobjdump") or os.path.join(
+        os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump")
+    if os.path.exists(cuobjdump):
+        listing = subprocess.run([cuobjdump, "--list-elf", _library.LIBRARY_PATH],
+                                 capture_output=True, text=True).stdout
+        assert "sm_90" in listing or "sm_" in listing, listing
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
+def test_cmake_build_loads_and_runs(tmp_path):
+    """CMakeLists.txt builds the same sources into a library that
+    torch.ops.load_library loads (in a fresh process, as a C++ consumer's
+    Python side would)."""
+    build = os.environ.get("GDN_EXT_CMAKE_BUILD_DIR") or str(tmp_path / "build")
+    prefix = torch.utils.cmake_prefix_path
+    cuda = "ON" if _cuda_toolchain_present() else "OFF"
+    subprocess.run(["cmake", "-S", ROOT, "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}",
+                    f"-DGDN_EXT_WITH_CUDA={cuda}", "-DCMAKE_BUILD_TYPE=Release"],
+                   check=True, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2)],
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    libs = [f for f in os.listdir(build) if f.startswith("libgdn_ext") and f.endswith(".so")]
+    assert libs, os.listdir(build)
+    out = _run_python(CHECK_OP, {"GDN_EXT_LIBRARY": os.path.join(build, libs[0])})
+    assert f"compiled True cuda {cuda == 'ON'}" in out and "ok cpu" in out
