@@ -57,6 +57,26 @@ def cuda_build_plan():
     return True, f"nvcc in {home}, torch CUDA {torch.version.cuda}, arch list {arch}"
 
 
+def shared_libstdcxx():
+    """The shared libstdc++ this Python process (and so torch) runs with.
+
+    Linking it explicitly keeps libstdc++ shared even where the compiler only
+    finds a static libstdc++.a (the GPU image's CXX=/opt/gcc/bin/g++ wrapper
+    does): a private static copy inside the extension has uninitialised
+    locale facets, and formatting the first TORCH_CHECK message segfaults."""
+    import torch  # noqa: F401 - loads libstdc++ if nothing has yet
+
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libstdc++.so") and os.path.exists(path):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
 def extensions():
     use_cuda, reason = cuda_build_plan()
     # Imported only now: cpp_extension fixes CUDA_HOME when it is imported.
@@ -67,7 +87,9 @@ def extensions():
     # The library registers its op through TORCH_LIBRARY and uses no CPython
     # API, so one build serves every CPython >= 3.9.
     extra = {"cxx": ["-O3"]}
-    kwargs = dict(name="gdn_ext._C", py_limited_api=True)
+    libstdcxx = shared_libstdcxx()
+    kwargs = dict(name="gdn_ext._C", py_limited_api=True,
+                  extra_link_args=[libstdcxx] if libstdcxx else [])
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         # No --use_fast_math: the gate needs accurate expf/log1pf (SPEC.md).

@@ -3,6 +3,8 @@
 // TORCH_LIBRARY_IMPL in their own files.
 #include "post_conv_prep.h"
 
+#include <string>
+
 #include <ATen/ATen.h>
 #include <c10/util/safe_numerics.h>
 #include <torch/library.h>
@@ -11,6 +13,17 @@ namespace gdn {
 namespace {
 
 constexpr const char* kOp = "gdn::fused_post_conv_prep: ";
+
+// Shapes, dtypes and devices are formatted here rather than streamed with
+// c10's operator<<: streaming an IntArrayRef into TORCH_CHECK's message
+// crashed (SIGSEGV in c10::str) with torch 2.11's headers built by g++ 13.
+std::string shape_of(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    s += (i ? ", " : "") + std::to_string(t.size(i));
+  }
+  return s + "]";
+}
 
 ScalarKind scalar_kind(const at::Tensor& t) {
   switch (t.scalar_type()) {
@@ -24,21 +37,21 @@ void check_dim(const at::Tensor& t, const char* name, int64_t dim,
                const char* expected_shape) {
   TORCH_CHECK(t.dim() == dim, kOp, name, " must be a ", dim, "-D tensor ",
               expected_shape, ", but got a ", t.dim(), "-D tensor of shape ",
-              t.sizes());
+              shape_of(t));
 }
 
 void check_float_dtype(const at::Tensor& t, const char* name) {
   const auto dt = t.scalar_type();
   TORCH_CHECK(dt == at::kBFloat16 || dt == at::kHalf || dt == at::kFloat, kOp,
               name, " must have dtype bfloat16, float16 or float32, but got ",
-              dt);
+              c10::toString(dt));
 }
 
 void check_device(const at::Tensor& t, const char* name,
                   const at::Tensor& conv_output) {
   TORCH_CHECK(t.device() == conv_output.device(), kOp,
               "all tensors must be on one device: conv_output is on ",
-              conv_output.device(), " but ", name, " is on ", t.device());
+              conv_output.device().str(), " but ", name, " is on ", t.device().str());
 }
 
 void check_positive(int64_t value, const char* name) {
@@ -83,7 +96,7 @@ PostConvPrepOutputs prepare_post_conv_prep(
   const int64_t HV = A_log.size(0);
   TORCH_CHECK(HV >= 1, kOp,
               "A_log must have HV >= 1 elements (one per value head), but got "
-              "shape ", A_log.sizes());
+              "shape ", shape_of(A_log));
 
   int64_t qk_width = 0, v_width = 0, width = 0;
   const bool overflow = c10::mul_overflows(2 * H, K, &qk_width) ||
@@ -95,11 +108,11 @@ PostConvPrepOutputs prepare_post_conv_prep(
               " for num_k_heads=", H, ", head_k_dim=", K, ", head_v_dim=", V,
               " and HV=A_log.size(0)=", HV, ", but got ", conv_output.size(1));
   TORCH_CHECK(a.size(0) == L && a.size(1) == HV, kOp, "a must have shape [L, HV] = [",
-              L, ", ", HV, "], but got ", a.sizes());
+              L, ", ", HV, "], but got ", shape_of(a));
   TORCH_CHECK(b.size(0) == L && b.size(1) == HV, kOp, "b must have shape [L, HV] = [",
-              L, ", ", HV, "], but got ", b.sizes());
+              L, ", ", HV, "], but got ", shape_of(b));
   TORCH_CHECK(dt_bias.size(0) == HV, kOp, "dt_bias must have shape [HV] = [", HV,
-              "], but got ", dt_bias.sizes());
+              "], but got ", shape_of(dt_bias));
 
   const auto act = conv_output.options();
   const auto f32 = act.dtype(at::kFloat);
