@@ -14,9 +14,7 @@ namespace {
 
 constexpr const char* kOp = "gdn::fused_post_conv_prep: ";
 
-// Shapes, dtypes and devices are formatted here rather than streamed with
-// c10's operator<<: streaming an IntArrayRef into TORCH_CHECK's message
-// crashed (SIGSEGV in c10::str) with torch 2.11's headers built by g++ 13.
+// "[2, 3]": the same text gdn_ext/_checks.py prints for a shape.
 std::string shape_of(const at::Tensor& t) {
   std::string s = "[";
   for (int64_t i = 0; i < t.dim(); ++i) {
