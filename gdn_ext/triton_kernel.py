@@ -75,32 +75,34 @@ def _post_conv_prep_kernel(
     rows = tl.program_id(0).to(tl.int64) * BLOCK_L + tl.arange(0, BLOCK_L).to(tl.int64)
     row_ok = rows < L
     src_rows = conv + rows[:, None] * stride_row
+    # Each branch names its own values: the compiler wants a variable bound
+    # in several branches to have one type.
     if unit < 2 * H:
-        cols = tl.arange(0, BLOCK_K)
-        mask = row_ok[:, None] & (cols[None, :] < K)
-        x = tl.load(src_rows + (unit * K + cols[None, :]).to(tl.int64) * stride_feat, mask=mask,
-                    other=0.0)
+        kc = tl.arange(0, BLOCK_K)
+        k_mask = row_ok[:, None] & (kc[None, :] < K)
+        head = tl.load(src_rows + (unit * K + kc[None, :]).to(tl.int64) * stride_feat,
+                       mask=k_mask, other=0.0)
         if APPLY_L2NORM:
-            xf = x.to(tl.float32)
-            scale = tl.math.rsqrt(tl.sum(xf * xf, axis=1) + 1e-6)
-            x = xf * scale[:, None]
+            hf = head.to(tl.float32)
+            scale = tl.math.rsqrt(tl.sum(hf * hf, axis=1) + 1e-6)
+            head = hf * scale[:, None]
         if unit < H:
-            dst = q + (rows * H + unit)[:, None] * K + cols[None, :]
+            dst = q + (rows * H + unit)[:, None] * K + kc[None, :]
         else:
-            dst = k + (rows * H + (unit - H))[:, None] * K + cols[None, :]
-        tl.store(dst, _cast_to(x, dst), mask=mask)
+            dst = k + (rows * H + (unit - H))[:, None] * K + kc[None, :]
+        tl.store(dst, _cast_to(head, dst), mask=k_mask)
     elif unit < 2 * H + HV:
-        hv = unit - 2 * H
-        cols = tl.arange(0, BLOCK_V)
-        mask = row_ok[:, None] & (cols[None, :] < V)
-        col0 = 2 * H * K + hv * V
-        x = tl.load(src_rows + (col0 + cols[None, :]).to(tl.int64) * stride_feat, mask=mask)
-        tl.store(v + (rows * HV + hv)[:, None] * V + cols[None, :], x, mask=mask)
+        v_head = unit - 2 * H
+        vc = tl.arange(0, BLOCK_V)
+        v_mask = row_ok[:, None] & (vc[None, :] < V)
+        col0 = 2 * H * K + v_head * V
+        vals = tl.load(src_rows + (col0 + vc[None, :]).to(tl.int64) * stride_feat, mask=v_mask)
+        tl.store(v + (rows * HV + v_head)[:, None] * V + vc[None, :], vals, mask=v_mask)
     else:
         hv = tl.arange(0, BLOCK_HV)
-        mask = row_ok[:, None] & (hv[None, :] < HV)
+        g_mask = row_ok[:, None] & (hv[None, :] < HV)
         head_ok = hv < HV
-        x = (tl.load(a + rows[:, None] * stride_a0 + hv[None, :] * stride_a1, mask=mask,
+        x = (tl.load(a + rows[:, None] * stride_a0 + hv[None, :] * stride_a1, mask=g_mask,
                      other=0.0).to(tl.float32)
              + tl.load(dt_bias + hv * stride_dt, mask=head_ok, other=0.0).to(tl.float32)[None, :])
         A = tl.load(A_log + hv * stride_A, mask=head_ok, other=0.0).to(tl.float32)
@@ -108,11 +110,11 @@ def _post_conv_prep_kernel(
         gate = -_exp(A)[None, :] * softplus
         if OUTPUT_G_EXP:
             gate = _exp(gate)
-        bv = tl.load(b + rows[:, None] * stride_b0 + hv[None, :] * stride_b1, mask=mask,
+        bv = tl.load(b + rows[:, None] * stride_b0 + hv[None, :] * stride_b1, mask=g_mask,
                      other=0.0).to(tl.float32)
         out = rows[:, None] * HV + hv[None, :]
-        tl.store(g + out, gate, mask=mask)
-        tl.store(beta + out, 1.0 / (1.0 + _exp(-bv)), mask=mask)
+        tl.store(g + out, gate, mask=g_mask)
+        tl.store(beta + out, 1.0 / (1.0 + _exp(-bv)), mask=g_mask)
 
 
 def post_conv_prep_triton(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim,

@@ -72,6 +72,49 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
+// The row-major kernel gives a head of `packs` 16-byte packs to the largest
+// power of two <= 32 lanes that divides `packs`; each lane then holds
+// packs / lanes <= kMaxPacksPerLane of them.
+constexpr int kMaxPacksPerLane = 4;
+
+__host__ __device__ inline int log2_lanes_per_head(int64_t packs) {
+  int log2 = 0;
+  while (log2 < 5 && packs % (int64_t{2} << log2) == 0) ++log2;
+  return log2;
+}
+
+// Sum of squares of one head of K elements read through load(f), over a whole
+// warp. Wherever the row-major kernel can run for this K, the sum is
+// associated exactly as that kernel associates it (each lane's packs in
+// order, then a butterfly; lanes past the head's lanes add zeros, which is
+// exact), so a head normalises to the same bits whatever the input layout.
+template <typename T, typename Load>
+__device__ __forceinline__ float head_sum_of_squares(const Load& load, int64_t K, int lane) {
+  constexpr int kPack = Pack<T>::kSize;
+  const int64_t packs = K / kPack;
+  const int log2_lanes = log2_lanes_per_head(packs);
+  const int64_t packs_per_lane = packs >> log2_lanes;
+  float ss = 0.f;
+  if (K % kPack == 0 && packs_per_lane <= kMaxPacksPerLane) {
+    const int lanes = 1 << log2_lanes;
+    if (lane < lanes) {
+      for (int64_t i = 0; i < packs_per_lane; ++i) {
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) {
+          const float x = load((i * lanes + lane) * kPack + j);
+          ss += x * x;
+        }
+      }
+    }
+  } else {
+    for (int64_t f = lane; f < K; f += kWarpSize) {
+      const float x = load(f);
+      ss += x * x;
+    }
+  }
+  return warp_sum(ss);
+}
+
 // Destination of q/k head `h` (0 <= h < 2H) of row `row`.
 template <typename T>
 __device__ __forceinline__ T* qk_head_out(const PostConvPrepParams& p,
@@ -268,12 +311,8 @@ __global__ void __launch_bounds__(kThreads)
       T* dst = is_qk ? qk_head_out<T>(p, row, unit)
                      : static_cast<T*>(p.v) + (row * p.HV + unit - 2 * p.H) * p.V;
       if (is_qk && p.apply_l2norm) {
-        float ss = 0.f;
-        for (int f = lane; f < features; f += kWarpSize) {
-          const float x = static_cast<float>(tile[f * kPitch + t]);
-          ss += x * x;
-        }
-        const float scale = l2norm_scale(warp_sum(ss));
+        const float scale = l2norm_scale(head_sum_of_squares<T>(
+            [&](int64_t f) { return static_cast<float>(tile[f * kPitch + t]); }, p.K, lane));
         for (int f = lane; f < features; f += kWarpSize) {
           dst[f] = static_cast<T>(static_cast<float>(tile[f * kPitch + t]) * scale);
         }
@@ -305,12 +344,8 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
       const T* head = src + unit * p.K * fs;
       T* dst = qk_head_out<T>(p, row, unit);
       if (p.apply_l2norm) {
-        float ss = 0.f;
-        for (int64_t f = lane; f < p.K; f += kWarpSize) {
-          const float x = static_cast<float>(head[f * fs]);
-          ss += x * x;
-        }
-        const float scale = l2norm_scale(warp_sum(ss));
+        const float scale = l2norm_scale(head_sum_of_squares<T>(
+            [&](int64_t f) { return static_cast<float>(head[f * fs]); }, p.K, lane));
         for (int64_t f = lane; f < p.K; f += kWarpSize) {
           dst[f] = static_cast<T>(static_cast<float>(head[f * fs]) * scale);
         }
@@ -366,10 +401,9 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, cudaStream_t stream) {
     return false;
   }
   const int64_t packs_per_head = p.K / kPack;
-  int log2_lanes = 0;
-  while (log2_lanes < 5 && packs_per_head % (int64_t{2} << log2_lanes) == 0) ++log2_lanes;
+  const int log2_lanes = log2_lanes_per_head(packs_per_head);
   const int64_t packs_per_lane = packs_per_head >> log2_lanes;
-  if (packs_per_lane > 4) return false;
+  if (packs_per_lane > kMaxPacksPerLane) return false;
 
   // About eight packs per thread per tile, and enough tiles to give every
   // multiprocessor several blocks when L allows.
