@@ -57,15 +57,18 @@ GDN_HOST_DEVICE float load_as_float(const StridedInput& in, int64_t offset) {
   }
 }
 
-// g and beta for one (row, value head); all arithmetic in float32.
+// g and beta for one (row, value head); all arithmetic in float32. The four
+// loads come before both stores: g and beta may alias the inputs as far as
+// the compiler knows, so a load placed after a store would wait for it.
 GDN_HOST_DEVICE void compute_gate(const PostConvPrepParams& p, int64_t row,
                                   int64_t hv) {
-  const float x = load_as_float(p.a, row * p.a.stride0 + hv * p.a.stride1) +
-                  load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
+  const float a = load_as_float(p.a, row * p.a.stride0 + hv * p.a.stride1);
+  const float b = load_as_float(p.b, row * p.b.stride0 + hv * p.b.stride1);
+  const float dt_bias = load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
   const float A_log = load_as_float(p.A_log, hv * p.A_log.stride0);
   const int64_t out = row * p.HV + hv;
-  p.g[out] = decay_gate(x, A_log, p.output_g_exp);
-  p.beta[out] = sigmoid(load_as_float(p.b, row * p.b.stride0 + hv * p.b.stride1));
+  p.g[out] = decay_gate(a + dt_bias, A_log, p.output_g_exp);
+  p.beta[out] = sigmoid(b);
 }
 
 }  // namespace gdn

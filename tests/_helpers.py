@@ -144,10 +144,10 @@ def check_against_reference(outputs, inputs, apply_l2norm=True, output_g_exp=Fal
         assert tuple(t.shape) == shape and t.dtype == dtype, (name, t.shape, t.dtype)
         assert t.is_contiguous(), f"{name} is not contiguous"
         assert t.device == conv.device, name
-    rq, rk, _, rg, rbeta = (t.cpu() for t in gdn_ext.reference_post_conv_prep(
-        *(x.cpu() for x in inputs.args()[:5]), H, K, V, apply_l2norm, False))
-    q, k, v, g, beta = (t.cpu() for t in outputs)
-    conv = conv.cpu()
+    # The reference runs where the inputs are: float64 on the GPU is exact
+    # enough for these bounds and keeps the GPU suite fast.
+    rq, rk, _, rg, rbeta = gdn_ext.reference_post_conv_prep(*inputs.args()[:5], H, K, V,
+                                                            apply_l2norm, False)
     assert_bit_exact(v, conv[:, 2 * H * K:].reshape(L, HV, V), "v")
     if apply_l2norm:
         assert_qk_close(q, rq, "q")

@@ -1,20 +1,27 @@
 // CUDA backend. Three kernels, chosen on the host from the strides:
 //
 //  * rowmajor_kernel   unit feature stride and 16-byte alignment (the layout a
-//                      row-major conv output has): 16-byte loads and stores,
-//                      one group of lanes per q/k head, shuffle reduction.
-//  * channel_first_kernel  unit token stride (`conv(x.T).T`): a tile of 32
+//                      row-major conv output has): 16-byte loads and stores.
+//                      Blocks split by kind of work (q/k heads with a shuffle
+//                      reduction per head, v packs, gates), so that each
+//                      block's loads all leave before its first store.
+//  * channel_first_kernel  unit token stride (`conv(x.T).T`): a tile of 64
 //                      tokens x one head goes through shared memory so that
 //                      the reads are coalesced along tokens and the writes
 //                      along features, with no copy of conv_output first.
 //  * strided_kernel    any other layout (misaligned, odd sizes, arbitrary
 //                      strides): one warp per (row, head), scalar accesses.
 //
-// All element offsets are int64_t; only indices bounded by a block's tile are
-// 32-bit. No host synchronisation, so the op is safe in CUDA-graph capture.
+// Every launch is a programmatic dependent launch on sm_90+ (see
+// wait_for_previous_grid). All element offsets are int64_t; only indices
+// within a row or a tile are 32-bit. No host synchronisation, so the op is
+// safe in CUDA-graph capture.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <string>
 
 // c10's CUDA headers only: ATen/cuda/CUDAContext.h would pull in the cuBLAS
 // and cuSPARSE headers, which a minimal toolkit (nvcc + cudart) lacks.
@@ -54,6 +61,19 @@ __device__ __forceinline__ Pack<T> load_pack(const T* ptr) {
 template <typename T>
 __device__ __forceinline__ void store_pack(T* ptr, const Pack<T>& pack) {
   *reinterpret_cast<uint4*>(ptr) = *reinterpret_cast<const uint4*>(&pack);
+}
+
+// Programmatic dependent launch (sm_90+): the host lets this grid launch
+// while the previous kernel on the stream still runs, so launch latency
+// overlaps it. Nothing is read or written before the wait, which returns once
+// the previous grid has finished and its writes are visible; this grid then
+// lets its own successor launch. Without the launch attribute (or below
+// sm_90) both are no-ops.
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 }
 
 // Sum over aligned groups of `width` lanes (a power of two <= 32).
@@ -125,129 +145,161 @@ __device__ __forceinline__ T* qk_head_out(const PostConvPrepParams& p,
 
 // ---------------------------------------------------------------------------
 // Row-major fast path.
+//
+// The grid is split by kind of work: the first qk_blocks blocks normalise q/k
+// heads, the next v_blocks copy v, the rest compute gates. Each block does one
+// kind only, so a block's loads all go out before its first store and a short
+// call costs one memory round trip, not three in a row.
+
+// Heads a lane group takes per iteration: about four 16-byte loads per lane
+// in flight before the first shuffle.
+__host__ __device__ constexpr int heads_per_group_iter(int packs_per_lane) {
+  return packs_per_lane == 1 ? 4 : packs_per_lane == 2 ? 2 : 1;
+}
+constexpr int kVPacksPerThread = 4;
 
 struct RowMajorPlan {
-  int64_t num_tiles;
-  int rows_per_tile;
-  int log2_lanes_per_head;  // lanes per q/k head: a power of two <= 32
-  int qk_heads;             // 2H
-  int v_packs_per_row;      // HV*V / Pack<T>::kSize
+  int64_t qk_blocks, v_blocks;  // see above; the remaining blocks do gates
+  int64_t qk_heads_per_block;   // multiples of one iteration's worth
+  int64_t v_packs_per_block;
+  int64_t gates_per_block;
+  int log2_lanes_per_head;      // lanes per q/k head: a power of two <= 32
+  int qk_heads;                 // 2H
+  int v_packs_per_row;          // HV*V / Pack<T>::kSize
 };
 
-// kPacksPerLane: 16-byte packs each lane holds of one head, so a head is
-// (lanes per head) x kPacksPerLane packs. kHeadsPerIter heads per lane group
-// per iteration put several independent loads in flight before the first
-// shuffle.
 template <typename T, int kPacksPerLane>
-__global__ void __launch_bounds__(kThreads)
-    rowmajor_kernel(const PostConvPrepParams p, const RowMajorPlan plan) {
+__device__ __forceinline__ void rowmajor_qk(const PostConvPrepParams& p, const RowMajorPlan& plan,
+                                            int64_t block) {
   constexpr int kPack = Pack<T>::kSize;
-  constexpr int kHeadsPerIter = kPacksPerLane >= 2 ? 1 : 2;
-  constexpr int kVPacksPerIter = 4;
+  constexpr int kHeads = heads_per_group_iter(kPacksPerLane);
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
-  T* __restrict__ v_out = static_cast<T*>(p.v);
-
   const int lanes = 1 << plan.log2_lanes_per_head;
   const int lane = threadIdx.x & (lanes - 1);
   const int group = threadIdx.x >> plan.log2_lanes_per_head;
   const int groups = kThreads >> plan.log2_lanes_per_head;
-  const int64_t v_col0 = 2 * p.H * p.K;
-  const int64_t v_row_len = p.HV * p.V;
+  const int64_t first = block * plan.qk_heads_per_block;
+  const int64_t end = std::min<int64_t>(p.L * plan.qk_heads, first + plan.qk_heads_per_block);
 
-  for (int64_t tile = blockIdx.x; tile < plan.num_tiles; tile += gridDim.x) {
-    const int64_t row0 = tile * plan.rows_per_tile;
-    const int rows = static_cast<int>(
-        std::min<int64_t>(plan.rows_per_tile, p.L - row0));
-    const T* tile_src = conv + row0 * p.conv_stride_row;
-
-    // q and k heads. The loop bound is uniform over the block, so every lane
-    // of a warp reaches the shuffles; inactive groups load nothing.
-    const int heads = rows * plan.qk_heads;
-    for (int base = 0; base < heads; base += groups * kHeadsPerIter) {
-      Pack<T> x[kHeadsPerIter][kPacksPerLane];
-      float ss[kHeadsPerIter];
-      int unit[kHeadsPerIter];
+  // The loop bound is uniform over the block, so every lane of a warp reaches
+  // the shuffles; lanes without a head load nothing.
+  for (int64_t base = first; base < end; base += groups * kHeads) {
+    const int64_t row0 = base / plan.qk_heads;
+    const int h0 = static_cast<int>(base - row0 * plan.qk_heads);
+    Pack<T> x[kHeads][kPacksPerLane];
+    int64_t row[kHeads];
+    int head[kHeads];
+    bool active[kHeads];
 #pragma unroll
-      for (int u = 0; u < kHeadsPerIter; ++u) {
-        unit[u] = base + u * groups + group;
-        ss[u] = 0.f;
-        if (unit[u] < heads) {
-          const int r = unit[u] / plan.qk_heads;
-          const int h = unit[u] - r * plan.qk_heads;
-          const T* src = tile_src + r * p.conv_stride_row + h * p.K + lane * kPack;
+    for (int u = 0; u < kHeads; ++u) {
+      const int local = h0 + u * groups + group;
+      const int r = local / plan.qk_heads;
+      row[u] = row0 + r;
+      head[u] = local - r * plan.qk_heads;
+      active[u] = base + u * groups + group < end;
+      if (active[u]) {
+        const T* src = conv + row[u] * p.conv_stride_row + head[u] * p.K + lane * kPack;
 #pragma unroll
-          for (int i = 0; i < kPacksPerLane; ++i) x[u][i] = load_pack(src + i * lanes * kPack);
-        }
+        for (int i = 0; i < kPacksPerLane; ++i) x[u][i] = load_pack(src + i * lanes * kPack);
       }
+    }
 #pragma unroll
-      for (int u = 0; u < kHeadsPerIter; ++u) {
-        float scale = 1.f;
-        if (p.apply_l2norm) {
-          if (unit[u] < heads) {
+    for (int u = 0; u < kHeads; ++u) {
+      float scale = 1.f;
+      if (p.apply_l2norm) {
+        float ss = 0.f;
+        if (active[u]) {
 #pragma unroll
-            for (int i = 0; i < kPacksPerLane; ++i)
+          for (int i = 0; i < kPacksPerLane; ++i)
 #pragma unroll
-              for (int j = 0; j < kPack; ++j) {
-                const float f = static_cast<float>(x[u][i].x[j]);
-                ss[u] += f * f;
-              }
-          }
-          scale = l2norm_scale(group_sum(ss[u], lanes));
-        }
-        if (unit[u] < heads) {
-          const int r = unit[u] / plan.qk_heads;
-          const int h = unit[u] - r * plan.qk_heads;
-          T* dst = qk_head_out<T>(p, row0 + r, h) + lane * kPack;
-#pragma unroll
-          for (int i = 0; i < kPacksPerLane; ++i) {
-            Pack<T> y = x[u][i];
-            if (p.apply_l2norm) {
-#pragma unroll
-              for (int j = 0; j < kPack; ++j)
-                y.x[j] = static_cast<T>(static_cast<float>(y.x[j]) * scale);
+            for (int j = 0; j < kPack; ++j) {
+              const float f = static_cast<float>(x[u][i].x[j]);
+              ss += f * f;
             }
-            store_pack(dst + i * lanes * kPack, y);
+        }
+        scale = l2norm_scale(group_sum(ss, lanes));
+      }
+      if (active[u]) {
+        T* dst = qk_head_out<T>(p, row[u], head[u]) + lane * kPack;
+#pragma unroll
+        for (int i = 0; i < kPacksPerLane; ++i) {
+          Pack<T> y = x[u][i];
+          if (p.apply_l2norm) {
+#pragma unroll
+            for (int j = 0; j < kPack; ++j)
+              y.x[j] = static_cast<T>(static_cast<float>(y.x[j]) * scale);
           }
+          store_pack(dst + i * lanes * kPack, y);
         }
       }
-    }
-
-    // v: a bit-exact copy of each row's last HV*V columns.
-    const int v_packs = rows * plan.v_packs_per_row;
-    for (int base = 0; base < v_packs; base += kThreads * kVPacksPerIter) {
-      Pack<T> x[kVPacksPerIter];
-#pragma unroll
-      for (int u = 0; u < kVPacksPerIter; ++u) {
-        const int idx = base + u * kThreads + threadIdx.x;
-        if (idx < v_packs) {
-          const int r = idx / plan.v_packs_per_row;
-          const int c = idx - r * plan.v_packs_per_row;
-          x[u] = load_pack(tile_src + r * p.conv_stride_row + v_col0 + c * kPack);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kVPacksPerIter; ++u) {
-        const int idx = base + u * kThreads + threadIdx.x;
-        if (idx < v_packs) {
-          const int r = idx / plan.v_packs_per_row;
-          const int c = idx - r * plan.v_packs_per_row;
-          store_pack(v_out + (row0 + r) * v_row_len + c * kPack, x[u]);
-        }
-      }
-    }
-
-    const int gates = rows * static_cast<int>(p.HV);
-    for (int idx = threadIdx.x; idx < gates; idx += kThreads) {
-      const int r = idx / static_cast<int>(p.HV);
-      compute_gate(p, row0 + r, idx - r * p.HV);
     }
   }
+}
+
+// v is contiguous, so a pack's flat index is also its offset in v.
+template <typename T>
+__device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const RowMajorPlan& plan,
+                                           int64_t block) {
+  constexpr int kPack = Pack<T>::kSize;
+  const T* __restrict__ conv = static_cast<const T*>(p.conv) + 2 * p.H * p.K;
+  T* __restrict__ v_out = static_cast<T*>(p.v);
+  const int64_t first = block * plan.v_packs_per_block;
+  const int64_t end = std::min<int64_t>(p.L * plan.v_packs_per_row, first + plan.v_packs_per_block);
+  for (int64_t base = first; base < end; base += kThreads * kVPacksPerThread) {
+    const int64_t row0 = base / plan.v_packs_per_row;
+    const int c0 = static_cast<int>(base - row0 * plan.v_packs_per_row);
+    Pack<T> x[kVPacksPerThread];
+#pragma unroll
+    for (int u = 0; u < kVPacksPerThread; ++u) {
+      const int local = c0 + u * kThreads + static_cast<int>(threadIdx.x);
+      const int r = local / plan.v_packs_per_row;
+      if (base + u * kThreads + threadIdx.x < end) {
+        x[u] = load_pack(conv + (row0 + r) * p.conv_stride_row +
+                         (local - r * plan.v_packs_per_row) * kPack);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kVPacksPerThread; ++u) {
+      const int64_t idx = base + u * kThreads + threadIdx.x;
+      if (idx < end) store_pack(v_out + idx * kPack, x[u]);
+    }
+  }
+}
+
+__device__ __forceinline__ void rowmajor_gates(const PostConvPrepParams& p,
+                                               const RowMajorPlan& plan, int64_t block) {
+  const int64_t first = block * plan.gates_per_block;
+  const int64_t end = std::min<int64_t>(p.L * p.HV, first + plan.gates_per_block);
+  for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
+    const int64_t row = idx / p.HV;
+    compute_gate(p, row, idx - row * p.HV);
+  }
+}
+
+template <typename T, int kPacksPerLane>
+__global__ void __launch_bounds__(kThreads)
+    rowmajor_kernel(const PostConvPrepParams p, const RowMajorPlan plan) {
+  wait_for_previous_grid();
+  int64_t block = blockIdx.x;
+  if (block < plan.qk_blocks) {
+    rowmajor_qk<T, kPacksPerLane>(p, plan, block);
+    return;
+  }
+  block -= plan.qk_blocks;
+  if (block < plan.v_blocks) {
+    rowmajor_v<T>(p, plan, block);
+    return;
+  }
+  rowmajor_gates(p, plan, block - plan.v_blocks);
 }
 
 // ---------------------------------------------------------------------------
 // Channel-first path: unit token stride.
 
-constexpr int kTileTokens = 32;
+// 64 tokens: a warp's loads of one feature cover 128 contiguous bytes (a
+// whole line for 16-bit types), each lane loading tokens lane and lane + 32.
+constexpr int kTileTokens = 64;
+constexpr int kTokensPerLane = kTileTokens / kWarpSize;
 
 // An odd number of 4-byte words per feature row of the tile, so that a warp
 // reading one token across 32 features touches 32 different banks.
@@ -262,7 +314,8 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(16) unsigned char smem[];
   T* tile = reinterpret_cast<T*>(smem);  // [features][tile_pitch<T>()]
   constexpr int kPitch = tile_pitch<T>();
-  constexpr int kLoadsInFlight = 8;
+  constexpr int kFeaturesInFlight = 8;
+  wait_for_previous_grid();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
@@ -289,17 +342,25 @@ __global__ void __launch_bounds__(kThreads)
     // Load: lanes along tokens (the unit-stride axis).
     __syncthreads();  // the previous work item's readers are done with tile
     const T* src = conv + (t0 + lane) * p.conv_stride_row + col0 * p.conv_stride_feat;
-    for (int f0 = warp; f0 < features; f0 += kWarps * kLoadsInFlight) {
-      T x[kLoadsInFlight];
+    for (int f0 = warp; f0 < features; f0 += kWarps * kFeaturesInFlight) {
+      T x[kFeaturesInFlight][kTokensPerLane];
 #pragma unroll
-      for (int i = 0; i < kLoadsInFlight; ++i) {
+      for (int i = 0; i < kFeaturesInFlight; ++i) {
         const int f = f0 + i * kWarps;
-        if (f < features && lane < tokens) x[i] = src[f * p.conv_stride_feat];
+#pragma unroll
+        for (int j = 0; j < kTokensPerLane; ++j) {
+          const int t = lane + j * kWarpSize;
+          if (f < features && t < tokens) x[i][j] = src[f * p.conv_stride_feat + j * kWarpSize];
+        }
       }
 #pragma unroll
-      for (int i = 0; i < kLoadsInFlight; ++i) {
+      for (int i = 0; i < kFeaturesInFlight; ++i) {
         const int f = f0 + i * kWarps;
-        if (f < features && lane < tokens) tile[f * kPitch + lane] = x[i];
+#pragma unroll
+        for (int j = 0; j < kTokensPerLane; ++j) {
+          const int t = lane + j * kWarpSize;
+          if (f < features && t < tokens) tile[f * kPitch + t] = x[i][j];
+        }
       }
     }
     __syncthreads();
@@ -328,6 +389,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepParams p) {
+  wait_for_previous_grid();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
   const int64_t fs = p.conv_stride_feat;
@@ -370,25 +432,61 @@ bool aligned16(const void* ptr) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
-// Multiprocessor count of the current device, read once per device: the
-// attribute query does not synchronise, but it is not free either.
-int multiprocessor_count() {
-  constexpr int kMaxDevices = 64;
-  static int cached[kMaxDevices] = {};
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= kMaxDevices) device = kMaxDevices - 1;  // only a tiling hint
-  if (cached[device] == 0) {
-    int count = 0;
-    C10_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    cached[device] = count;
-  }
-  return cached[device];
-}
-
 int blocks_for(int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min(work, kMaxBlocks)));
 }
+
+// Whether kKernel may be launched as a programmatic dependent on the current
+// device: only if the code the device runs was compiled for sm_90 or later
+// (PTX JIT-compiled from an older target lacks the wait, and launching it
+// early would race with the previous kernel). GDN_EXT_DISABLE_PDL=1 turns
+// it off. Read once per kernel and device.
+template <auto kKernel>
+bool programmatic_launch_allowed() {
+  constexpr int kMaxDevices = 64;
+  static const bool disabled = [] {
+    const char* env = std::getenv("GDN_EXT_DISABLE_PDL");
+    return env != nullptr && std::string(env) == "1";
+  }();
+  static std::atomic<int8_t> allowed[kMaxDevices] = {};  // 0: not read yet, 1: yes, -1: no
+  int device = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  if (disabled || device >= kMaxDevices) return false;
+  int8_t state = allowed[device].load(std::memory_order_relaxed);
+  if (state == 0) {
+    cudaFuncAttributes attr;
+    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
+    state = attr.ptxVersion >= 90 ? 1 : -1;
+    allowed[device].store(state, std::memory_order_relaxed);
+  }
+  return state == 1;
+}
+
+template <auto kKernel, typename... Args>
+void launch(int blocks, int64_t smem_bytes, cudaStream_t stream, const Args&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
+  config.stream = stream;
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = programmatic_launch_allowed<kKernel>() ? 1 : 0;
+  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, kKernel, args...));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Units of work per block: whole iterations, and few enough blocks per kind
+// that the three kinds together stay inside gridDim.x.
+int64_t units_per_block(int64_t units, int64_t per_iteration) {
+  constexpr int64_t kMaxBlocksPerKind = int64_t{1} << 28;
+  const int64_t iterations = (units + per_iteration - 1) / per_iteration;
+  return per_iteration * std::max<int64_t>(1, (iterations + kMaxBlocksPerKind - 1) / kMaxBlocksPerKind);
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Returns false when the row-major fast path does not apply.
 template <typename T>
@@ -404,32 +502,30 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, cudaStream_t stream) {
   const int log2_lanes = log2_lanes_per_head(packs_per_head);
   const int64_t packs_per_lane = packs_per_head >> log2_lanes;
   if (packs_per_lane > kMaxPacksPerLane) return false;
-
-  // About eight packs per thread per tile, and enough tiles to give every
-  // multiprocessor several blocks when L allows.
   const int64_t v_packs_per_row = p.HV * p.V / kPack;
-  const int64_t packs_per_row = 2 * p.H * packs_per_head + v_packs_per_row;
-  const int num_sms = multiprocessor_count();
-  int64_t rows = std::max<int64_t>(1, (8 * kThreads) / packs_per_row);
-  rows = std::min(rows, std::max<int64_t>(1, p.L / (4 * num_sms)));
-  // Tile-local indices are 32-bit.
+  // Indices within a row (plus one iteration's reach) are 32-bit.
   const int64_t int_max = std::numeric_limits<int32_t>::max() / 2;
-  if (rows * std::max({2 * p.H, v_packs_per_row, p.HV}) > int_max) return false;
+  if (2 * p.H > int_max || v_packs_per_row > int_max) return false;
 
   RowMajorPlan plan;
-  plan.rows_per_tile = static_cast<int>(rows);
-  plan.num_tiles = (p.L + rows - 1) / rows;
   plan.log2_lanes_per_head = log2_lanes;
   plan.qk_heads = static_cast<int>(2 * p.H);
   plan.v_packs_per_row = static_cast<int>(v_packs_per_row);
-  const int blocks = blocks_for(plan.num_tiles);
+  plan.qk_heads_per_block = units_per_block(
+      p.L * 2 * p.H,
+      (kThreads >> log2_lanes) * heads_per_group_iter(static_cast<int>(packs_per_lane)));
+  plan.v_packs_per_block = units_per_block(p.L * v_packs_per_row, kThreads * kVPacksPerThread);
+  plan.gates_per_block = units_per_block(p.L * p.HV, kThreads);
+  plan.qk_blocks = ceil_div(p.L * 2 * p.H, plan.qk_heads_per_block);
+  plan.v_blocks = ceil_div(p.L * v_packs_per_row, plan.v_packs_per_block);
+  const int blocks = static_cast<int>(plan.qk_blocks + plan.v_blocks +
+                                      ceil_div(p.L * p.HV, plan.gates_per_block));
   switch (packs_per_lane) {
-    case 1: rowmajor_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(p, plan); break;
-    case 2: rowmajor_kernel<T, 2><<<blocks, kThreads, 0, stream>>>(p, plan); break;
-    case 3: rowmajor_kernel<T, 3><<<blocks, kThreads, 0, stream>>>(p, plan); break;
-    default: rowmajor_kernel<T, 4><<<blocks, kThreads, 0, stream>>>(p, plan); break;
+    case 1: launch<rowmajor_kernel<T, 1>>(blocks, 0, stream, p, plan); break;
+    case 2: launch<rowmajor_kernel<T, 2>>(blocks, 0, stream, p, plan); break;
+    case 3: launch<rowmajor_kernel<T, 3>>(blocks, 0, stream, p, plan); break;
+    default: launch<rowmajor_kernel<T, 4>>(blocks, 0, stream, p, plan); break;
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return true;
 }
 
@@ -438,10 +534,9 @@ bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) 
   constexpr int64_t kMaxStaticSmem = 48 * 1024;
   const int64_t smem = std::max(p.K, p.V) * tile_pitch<T>() * sizeof(T);
   if (p.conv_stride_row != 1 || p.L == 1 || smem > kMaxStaticSmem) return false;
-  const int64_t token_tiles = (p.L + kTileTokens - 1) / kTileTokens;
+  const int64_t token_tiles = ceil_div(p.L, kTileTokens);
   const int64_t work = token_tiles * (2 * p.H + p.HV + 1);
-  channel_first_kernel<T><<<blocks_for(work), kThreads, smem, stream>>>(p, token_tiles);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch<channel_first_kernel<T>>(blocks_for(work), smem, stream, p, token_tiles);
   return true;
 }
 
@@ -450,8 +545,7 @@ void launch_post_conv_prep(const PostConvPrepParams& p, cudaStream_t stream) {
   if (try_launch_rowmajor<T>(p, stream)) return;
   if (try_launch_channel_first<T>(p, stream)) return;
   const int64_t warp_work = p.L * (2 * p.H + p.HV + 1);
-  strided_kernel<T><<<blocks_for((warp_work + kWarps - 1) / kWarps), kThreads, 0, stream>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, stream, p);
 }
 
 PostConvPrepOutputs fused_post_conv_prep_cuda(
