@@ -11,7 +11,7 @@ pip_install() { echo "setup: pip install $*"; "$PY" -m pip install -q "$@"; }
 
 has_module torch || pip_install torch
 missing=()
-for pair in pytest:pytest numpy:numpy setuptools:setuptools wheel:wheel ninja:ninja; do
+for pair in pytest:pytest xdist:pytest-xdist numpy:numpy setuptools:setuptools wheel:wheel ninja:ninja; do
   has_module "${pair%%:*}" || missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] || pip_install "${missing[@]}"

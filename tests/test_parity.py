@@ -62,9 +62,10 @@ def _ulps_apart(x, y):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("layout", ["row_major", "channel_first", "offset"])
 def test_cuda_and_triton_agree(dtype, shape, layout):
-    """The two GPU kernels are each other's oracle: each is within 1 ulp of
-    the float64 value, so they differ by at most 2 ulp (q, k), not at all (v),
-    and by at most 2e-6 relative (g, beta)."""
+    """The two GPU kernels are each other's oracle. Each meets SPEC's q/k
+    bound against the float64 value, so they differ by at most twice it:
+    2 ulp in bf16/fp16, 2 * (2e-6 relative + 1e-7) in fp32. v agrees bitwise,
+    g and beta within 2e-6 relative."""
     device_for("cuda")
     device_for("triton")
     inputs = Inputs(1000, *shape, dtype, "cuda", layout=layout)
@@ -72,7 +73,10 @@ def test_cuda_and_triton_agree(dtype, shape, layout):
         cu = fused_post_conv_prep(*inputs.args(*flags), backend="cuda")
         tr = fused_post_conv_prep(*inputs.args(*flags), backend="triton")
         for name, x, y in zip("qk", cu[:2], tr[:2]):
-            assert _ulps_apart(x, y).max().item() <= 2, name
+            if dtype == torch.float32:
+                torch.testing.assert_close(x, y, rtol=4e-6, atol=2e-7, msg=name)
+            else:
+                assert _ulps_apart(x, y).max().item() <= 2, name
         assert torch.equal(cu[2], tr[2]), "v"
         for name, x, y in zip(("g", "beta"), cu[3:], tr[3:]):
             torch.testing.assert_close(x, y, rtol=2e-6, atol=1e-38, msg=name)
