@@ -27,7 +27,7 @@ for step in "${steps[@]}"; do
       cp benchmarks/out/results.json benchmarks/out/results.png "$OUT/" 2>/dev/null ;;
     tests)
       # shellcheck disable=SC2086
-      timeout "${TEST_TIMEOUT:-300}" bash scripts/run_tests.sh -q --durations=10 ${TEST_ARGS:-} 2>&1 \
+      timeout "${TEST_TIMEOUT:-300}" bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
         | tee "$OUT/tests.log" | grep -v -E '^[.sF]+ +\[' ;;
     pdl)  # the CUDA op with and without programmatic dependent launch
       for flag in 0 1; do
