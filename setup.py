@@ -83,10 +83,12 @@ def extensions():
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
     log(("building with CUDA: " if use_cuda else "building CPU-only: ") + reason)
-    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) +
+                     glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     # The library registers its op through TORCH_LIBRARY and uses no CPython
     # API, so one build serves every CPython >= 3.9.
-    extra = {"cxx": ["-O3"]}
+    # at::vec's headers (the CPU kernel) carry `#pragma unroll`, unknown to GCC.
+    extra = {"cxx": ["-O3", "-Wno-unknown-pragmas"]}
     libstdcxx = shared_libstdcxx()
     kwargs = dict(name="gdn_ext._C", py_limited_api=True,
                   extra_link_args=[libstdcxx] if libstdcxx else [])

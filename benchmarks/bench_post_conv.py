@@ -14,6 +14,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -160,6 +161,39 @@ def time_host(fn, args, H, K, V, calls=2000, sync=None):
     return statistics.median(per_call)
 
 
+def cpu_name():
+    """'AMD EPYC (2 cores, ATen CPU capability AVX512)'."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{name} ({os.cpu_count()} cores, ATen CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()})")
+
+
+def keep_freed_memory():
+    """Tell glibc malloc to keep freed memory instead of returning it to the
+    OS. PyTorch's CPU allocator does not cache, so by default every call that
+    allocates outputs of a few MiB faults their pages in afresh (about 20 ms
+    for 32 MiB on the build machine: more than the work itself), and whether
+    it does depends on the allocation history. jemalloc and tcmalloc, which
+    vLLM's CPU backend preloads, keep the memory; this does the same for
+    every implementation alike. Returns a note, or None without glibc."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        ok = libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    except (OSError, AttributeError):
+        return None
+    return "glibc malloc keeps freed memory (mallopt: no mmap, no trim) for every implementation" \
+        if ok else None
+
+
 def time_cpu(fn, input_sets, H, K, V, min_time=0.2):
     fn(*input_sets[0], H, K, V)
     times, i, t_end = [], 0, time.perf_counter() + min_time
@@ -244,14 +278,16 @@ def run(args):
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     torch.manual_seed(0)
     impls, notes = implementations(device)
+    if device == "cpu" and not args.cpu_malloc_default:
+        note = keep_freed_memory()
+        notes.append(note or "could not configure malloc: CPU timings include page faults")
     if args.impls:
         impls = {n: f for n, f in impls.items() if any(w in n for w in args.impls)}
     copies = copy_ceiling(device)
     ceiling = max(copies.values())
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
-        or platform.machine(),
+        "device": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
         "torch": torch.__version__, "cuda": torch.version.cuda,
         "threads": torch.get_num_threads(), "copy_ceiling_TBps": ceiling, "copy_TBps": copies,
         "notes": notes,
@@ -261,11 +297,16 @@ def run(args):
         info["triton"] = triton.__version__
     except Exception:  # noqa: BLE001
         info["triton"] = None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    names = args.dtypes or (["bf16"] if device == "cuda" else ["bf16", "fp16"])
+    dtypes = [{"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[n]
+              for n in names]
+    dtype = dtypes[0]
+    # TB/s suits a GPU; a CPU moves tens of GB/s.
+    unit_name, unit = ("TB/s", 1e12) if device == "cuda" else ("GB/s", 1e9)
     print(f"# {info['device']} | torch {info['torch']} | triton {info['triton']} | "
           f"CUDA {info['cuda']} | {info['date']}")
-    print(f"# copy ceiling (read + write): {ceiling:.3f} TB/s, the best of "
-          + ", ".join(f"{name} {tbps:.3f}" for name, tbps in copies.items()))
+    print(f"# copy ceiling (read + write): {ceiling * 1e12 / unit:.3f} {unit_name}, the best of "
+          + ", ".join(f"{name} {tbps * 1e12 / unit:.3f}" for name, tbps in copies.items()))
     for note in notes:
         print(f"# note: {note}")
     if device == "cpu":
@@ -292,13 +333,14 @@ def run(args):
         rows.append(row)
         return row
 
-    for shape in shapes:
-        for L in lengths:
-            for name, fn in impls.items():
-                measure(name, fn, shape, L, dtype)
-        print_table([r for r in rows if (r["H"], r["HV"], r["K"], r["V"]) == shape
-                     and r["layout"] == "row_major" and r["dtype"] == str(dtype)[6:]],
-                     list(impls), shape, args.dtype)
+    for dt, dt_name in zip(dtypes, names):
+        for shape in shapes:
+            for L in lengths:
+                for name, fn in impls.items():
+                    measure(name, fn, shape, L, dt)
+            print_table([r for r in rows if (r["H"], r["HV"], r["K"], r["V"]) == shape
+                         and r["layout"] == "row_major" and r["dtype"] == str(dt)[6:]],
+                        list(impls), shape, dt_name, unit_name, unit)
 
     main = "gdn_ext cuda" if "gdn_ext cuda" in impls else ("gdn_ext cpu" if device == "cpu" else None)
     variants = []
@@ -311,11 +353,19 @@ def run(args):
                     r = measure(name, impls[name], shape, L, dt, layout)
                     if r:
                         variants.append(r)
+                if layout == "channel_first":
+                    # What a caller without a strided kernel would do.
+                    r = measure(f"{main} after .contiguous()",
+                                lambda conv, *rest: impls[main](conv.contiguous(), *rest),
+                                shape, L, dt, layout)
+                    if r:
+                        variants.append(r)
         print(f"\n## variants of {shape}: dtypes and channel-first input")
-        print(f"{'impl':16} {'L':>6} {'dtype':>9} {'layout':>14} {'us':>9} {'TB/s':>6} {'%ceil':>6}")
+        print(f"{'impl':34} {'L':>6} {'dtype':>9} {'layout':>14} {'us':>9} {unit_name:>7} "
+              f"{'%ceil':>6}")
         for r in variants:
-            print(f"{r['impl']:16} {r['L']:>6} {r['dtype']:>9} {r['layout']:>14} {r['us']:9.2f} "
-                  f"{r['TBps']:6.3f} {r['pct_ceiling']:6.1f}")
+            print(f"{r['impl']:34} {r['L']:>6} {r['dtype']:>9} {r['layout']:>14} {r['us']:9.2f} "
+                  f"{r['TBps'] * 1e12 / unit:7.3f} {r['pct_ceiling']:6.1f}")
 
     host = {}
     shape = shapes[0]
@@ -354,12 +404,13 @@ def run(args):
             json.dump(result, f, indent=1)
         print(f"\n# wrote {args.json}")
     if args.plot:
-        plot(result, args.plot, dtype)
+        plot(result, args.plot, dtype, unit_name, unit)
     return result
 
 
-def print_table(rows, names, shape, dtype_name):
-    print(f"\n## {shape} (H, HV, K, V), {dtype_name}: us per call | TB/s | % of copy ceiling")
+def print_table(rows, names, shape, dtype_name, unit_name, unit):
+    print(f"\n## {shape} (H, HV, K, V), {dtype_name}: us per call | {unit_name} | "
+          "% of copy ceiling")
     header = f"{'L':>6} {'floor us':>9}" + "".join(f" | {n:>24}" for n in names)
     base = names[0]
     print(header + f" | ratio of each to {base}")
@@ -371,7 +422,7 @@ def print_table(rows, names, shape, dtype_name):
         line = f"{L:>6} {floor:9.2f}"
         for n in names:
             r = by.get(n)
-            line += (f" | {r['us']:9.2f} {r['TBps']:5.2f} {r['pct_ceiling']:6.1f}%" if r
+            line += (f" | {r['us']:9.2f} {r['TBps'] * 1e12 / unit:5.2f} {r['pct_ceiling']:6.1f}%" if r
                      else f" | {'-':>24}")
         if base in by:
             line += " | " + ", ".join(f"{n} {by[n]['us'] / by[base]['us']:.2f}x"
@@ -379,7 +430,7 @@ def print_table(rows, names, shape, dtype_name):
         print(line)
 
 
-def plot(result, path, dtype):
+def plot(result, path, dtype, unit_name, unit):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -392,15 +443,15 @@ def plot(result, path, dtype):
     fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 3.8), squeeze=False)
     for ax, shape in zip(axes[0], shapes):
         for impl in dict.fromkeys(r["impl"] for r in rows):
-            pts = sorted((r["L"], r["TBps"]) for r in rows
+            pts = sorted((r["L"], r["TBps"] * 1e12 / unit) for r in rows
                          if r["impl"] == impl and (r["H"], r["HV"], r["K"], r["V"]) == shape)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=impl)
-        ax.axhline(result["info"]["copy_ceiling_TBps"], color="k", ls="--", lw=1, label="copy ceiling")
+        ax.axhline(result["info"]["copy_ceiling_TBps"] * 1e12 / unit, color="k", ls="--", lw=1, label="copy ceiling")
         ax.set_xscale("log", base=2)
         ax.set_title(f"H,HV,K,V = {shape}", fontsize=9)
         ax.set_xlabel("L (tokens)")
-        ax.set_ylabel("TB/s (read + write)")
+        ax.set_ylabel(f"{unit_name} (read + write)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"gdn post-conv prep, {result['info']['device']}, {str(dtype)[6:]}", fontsize=10)
@@ -413,12 +464,16 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", help="write all numbers here")
     p.add_argument("--plot", help="write a PNG of TB/s against L here")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--dtypes", nargs="*", choices=["bf16", "fp16", "fp32"],
+                   help="activation dtypes of the main tables (default: bf16 on a GPU, "
+                   "bf16 and fp16 on a CPU)")
     p.add_argument("--shapes", nargs="*", help="H,HV,K,V ... (default: the five Qwen shapes)")
     p.add_argument("--lengths", nargs="*", type=int, help="L values")
     p.add_argument("--impls", nargs="*", help="only implementations whose name contains one of these")
     p.add_argument("--cpu", action="store_true", help="measure the CPU even if a GPU is visible")
     p.add_argument("--skip-variants", action="store_true", help="skip the dtype/layout variants")
+    p.add_argument("--cpu-malloc-default", action="store_true",
+                   help="CPU: leave glibc malloc as it is (timings then include page faults)")
     run(p.parse_args())
 
 

@@ -122,6 +122,7 @@ PostConvPrepOutputs prepare_post_conv_prep(
   *params = PostConvPrepParams{
       L, H, HV, K, V,
       conv_output.data_ptr(), conv_output.stride(0), conv_output.stride(1),
+      scalar_kind(conv_output),
       strided_input(a), strided_input(b), strided_input(A_log), strided_input(dt_bias),
       q.data_ptr(), k.data_ptr(), v.data_ptr(),
       g.data_ptr<float>(), beta.data_ptr<float>(),

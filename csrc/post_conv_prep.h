@@ -36,6 +36,7 @@ struct PostConvPrepParams {
   const void* conv;        // [L, 2*H*K + HV*V], dtype of q/k/v
   int64_t conv_stride_row;
   int64_t conv_stride_feat;
+  ScalarKind conv_kind;
 
   StridedInput a, b, A_log, dt_bias;
 

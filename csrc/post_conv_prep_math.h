@@ -1,5 +1,5 @@
-// The scalar math of the op, shared verbatim by the CPU and CUDA kernels so
-// that both compute the same function: stable softplus, the decay gate, the
+// The math of the op, shared verbatim by the CPU and CUDA kernels so that
+// both compute the same function: stable softplus, the decay gate, the
 // sigmoid, the L2-norm scale and the per-(row, head) gate/beta step.
 //
 // Built without fast-math on purpose: expf/log1pf must be the accurate
@@ -22,20 +22,48 @@
 
 namespace gdn {
 
-GDN_HOST_DEVICE float softplus(float x) {
+// The gate math below is written once for a number type F: float (the CUDA
+// kernel, one lane per thread) or at::vec::Vectorized<float> (the CPU
+// kernel, a vector of lanes). GateMath<F> supplies the few operations whose
+// spelling differs; the CPU kernel specialises it for its Vectorized<float>.
+template <typename F>
+struct GateMath;
+
+template <>
+struct GateMath<float> {
+  static GDN_HOST_DEVICE float exp(float x) { return ::expf(x); }
+  static GDN_HOST_DEVICE float log1p(float x) { return ::log1pf(x); }
+  static GDN_HOST_DEVICE float neg_abs(float x) { return -::fabsf(x); }
+  static GDN_HOST_DEVICE float neg(float x) { return -x; }
+  static GDN_HOST_DEVICE float max0(float x) { return ::fmaxf(x, 0.f); }
+  // x > threshold ? x : otherwise
+  static GDN_HOST_DEVICE float above_or(float x, float threshold, float otherwise) {
+    return x > threshold ? x : otherwise;
+  }
+};
+
+template <typename F>
+GDN_HOST_DEVICE F softplus(const F& x) {
+  using M = GateMath<F>;
   // log(1 + exp(x)) rounds 1 + exp(x) to 1 for x < -17 in float32 and is
   // already 17% off at x = -10. Splitting off max(x, 0) keeps exp's argument
   // <= 0, so log1p sees a value in (0, 1] and keeps full relative precision.
   // Past 20 the log1p term is below float32's resolution of x.
-  return x > 20.f ? x : ::fmaxf(x, 0.f) + ::log1pf(::expf(-::fabsf(x)));
+  return M::above_or(x, 20.f, M::max0(x) + M::log1p(M::exp(M::neg_abs(x))));
 }
 
-GDN_HOST_DEVICE float decay_gate(float x, float A_log, bool output_g_exp) {
-  const float g = -::expf(A_log) * softplus(x);
-  return output_g_exp ? ::expf(g) : g;
+template <typename F>
+GDN_HOST_DEVICE F decay_gate(const F& x, const F& A_log, bool output_g_exp) {
+  using M = GateMath<F>;
+  const F g = M::neg(M::exp(A_log)) * softplus(x);
+  return output_g_exp ? M::exp(g) : g;
 }
 
-GDN_HOST_DEVICE float sigmoid(float x) { return 1.f / (1.f + ::expf(-x)); }
+template <typename F>
+GDN_HOST_DEVICE F sigmoid(const F& x) {
+  using M = GateMath<F>;
+  return F(1.f) / (F(1.f) + M::exp(M::neg(x)));
+}
 
 // rsqrt(sum(x^2) + 1e-6): SPEC's eps sits inside the root (not F.normalize).
 GDN_HOST_DEVICE float l2norm_scale(float sum_of_squares) {
@@ -67,8 +95,8 @@ GDN_HOST_DEVICE void compute_gate(const PostConvPrepParams& p, int64_t row,
   const float dt_bias = load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
   const float A_log = load_as_float(p.A_log, hv * p.A_log.stride0);
   const int64_t out = row * p.HV + hv;
-  p.g[out] = decay_gate(a + dt_bias, A_log, p.output_g_exp);
-  p.beta[out] = sigmoid(b);
+  p.g[out] = decay_gate<float>(a + dt_bias, A_log, p.output_g_exp);
+  p.beta[out] = sigmoid<float>(b);
 }
 
 }  // namespace gdn

@@ -78,6 +78,14 @@ class Inputs:
         return (self.conv, self.a, self.b, self.A_log, self.dt_bias, self.H, self.K, self.V,
                 apply_l2norm, output_g_exp)
 
+    @classmethod
+    def of(cls, conv, a, b, A_log, dt_bias, H, K, V):
+        """Inputs holding the given tensors (no new data)."""
+        self = cls.__new__(cls)
+        self.conv, self.a, self.b, self.A_log, self.dt_bias = conv, a, b, A_log, dt_bias
+        self.L, self.H, self.HV, self.K, self.V = conv.shape[0], H, A_log.shape[0], K, V
+        return self
+
 
 def poisoned(fn, inputs):
     """Calls fn() right after freeing NaN-filled blocks of the outputs' sizes,
@@ -160,3 +168,29 @@ def check_against_reference(outputs, inputs, apply_l2norm=True, output_g_exp=Fal
     else:
         assert_f32_close(g, rg, 1e-6, "g")
     assert_f32_close(beta, rbeta, 1e-6, "beta")
+
+
+def _ulps_apart(x, y):
+    """Distance in units of the dtype's spacing at max(|x|, |y|)."""
+    if x.dtype == torch.float32:
+        spacing = 2.0 ** -23
+    else:
+        spacing = 2.0 ** -(7 if x.dtype == torch.bfloat16 else 10)
+    scale = torch.maximum(x.double().abs(), y.double().abs()).clamp_min(1e-30)
+    _, exp = torch.frexp(scale)
+    return (x.double() - y.double()).abs() / torch.ldexp(torch.full_like(scale, spacing), exp - 1)
+
+
+def assert_backends_agree(x_out, y_out):
+    """Two kernels' outputs for the same call. Each meets SPEC's q/k bound
+    against the float64 value, so they differ by at most twice it: 2 ulp in
+    bf16/fp16, 2 * (2e-6 relative + 1e-7) in fp32. v agrees bitwise, g and
+    beta within 2e-6 relative."""
+    for name, x, y in zip("qk", x_out[:2], y_out[:2]):
+        if x.dtype == torch.float32:
+            torch.testing.assert_close(x, y, rtol=4e-6, atol=2e-7, msg=name)
+        elif x.numel():
+            assert _ulps_apart(x, y).max().item() <= 2, name
+    assert torch.equal(x_out[2], y_out[2]), "v"
+    for name, x, y in zip(("g", "beta"), x_out[3:], y_out[3:]):
+        torch.testing.assert_close(x, y, rtol=2e-6, atol=1e-38, equal_nan=True, msg=name)

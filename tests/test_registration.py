@@ -26,7 +26,8 @@ def test_schema_is_the_one_declared_in_cpp():
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_gpu)])
-@pytest.mark.parametrize("layout", ["row_major", "channel_first", "ba_chunk"])
+@pytest.mark.parametrize("layout", ["row_major", "channel_first", "ba_chunk", "padded", "offset",
+                                    "strided_params"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
 def test_opcheck(device, layout, dtype):
     x = Inputs(9, 2, 4, 32, 16, dtype, device, layout=layout)

@@ -1,0 +1,47 @@
+"""The representative subset that scripts/run_sanitizer.sh runs under each
+compute-sanitizer tool: L that is no multiple of any block size, K and V
+that are no multiple of the 16-byte vector width, channel-first and other
+strided layouts, both flags, for the CUDA and Triton kernels. Results are
+checked on the CPU against the float64 reference, so the only GPU kernels
+are the op's and the copies.
+
+    python scripts/sanitizer_cases.py [--quick]
+"""
+import itertools
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from _helpers import Inputs, check_against_reference  # noqa: E402
+
+import gdn_ext  # noqa: E402
+
+SHAPES = [(16, 32, 128, 128), (3, 5, 36, 20), (1, 1, 1, 1), (2, 6, 17, 9)]
+LENGTHS = [1, 37, 300]
+LAYOUTS = ["row_major", "channel_first", "padded", "offset", "ba_chunk", "strided_params"]
+DTYPES = [torch.bfloat16, torch.float32]
+
+
+def main():
+    quick = "--quick" in sys.argv
+    backends = ["cuda"] + (["triton"] if gdn_ext.ops.backend_unavailable_reason(
+        "triton", "cuda") is None else [])
+    cases = 0
+    for backend, shape, L, layout, dtype in itertools.product(
+            backends, SHAPES, LENGTHS, LAYOUTS, DTYPES):
+        if quick and (L != 37 or dtype != torch.bfloat16):
+            continue
+        x = Inputs(L, *shape, dtype, "cuda", layout=layout, param_dtype=torch.bfloat16)
+        flags = (cases % 2 == 0, cases % 3 == 0)  # apply_l2norm, output_g_exp
+        out = gdn_ext.fused_post_conv_prep(*x.args(*flags), backend=backend)
+        host = Inputs.of(*(t.cpu() for t in x.args()[:5]), x.H, x.K, x.V)
+        check_against_reference([o.cpu() for o in out], host, *flags)
+        cases += 1
+    torch.cuda.synchronize()
+    print(f"sanitizer cases: {cases} op calls checked ({', '.join(backends)})")
+
+
+if __name__ == "__main__":
+    main()
