@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compute-sanitizer's memcheck, racecheck and initcheck over
-# scripts/sanitizer_cases.py, restricted to the op's kernels (CUDA and
-# Triton). The caching allocator is off so that each buffer is its own
+# scripts/sanitizer_cases.py (the op's CUDA and Triton kernels, and the
+# copies around them). The caching allocator is off so that each buffer is its own
 # allocation and an out-of-bounds access cannot land in a neighbour.
 # Exits non-zero if any tool reports an error. Arguments go to the cases
 # script (--quick: a smaller subset).
@@ -13,11 +13,10 @@ if [ ! -x "$SANITIZER" ]; then
   exit 2
 fi
 export PYTORCH_NO_CUDA_MEMORY_CACHING=1
-KERNELS='regex:rowmajor_kernel|channel_first_kernel|strided_kernel|post_conv_prep'
 status=0
 for tool in memcheck racecheck initcheck; do
   echo "## compute-sanitizer --tool $tool"
-  "$SANITIZER" --tool "$tool" --kernel-name "$KERNELS" --error-exitcode 99 \
+  "$SANITIZER" --tool "$tool" --error-exitcode 99 \
     --print-limit 20 python3 scripts/sanitizer_cases.py "$@" 2>&1 | tail -n 25
   rc=${PIPESTATUS[0]}
   echo "## $tool exit code $rc"

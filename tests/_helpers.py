@@ -171,14 +171,16 @@ def check_against_reference(outputs, inputs, apply_l2norm=True, output_g_exp=Fal
 
 
 def _ulps_apart(x, y):
-    """Distance in units of the dtype's spacing at max(|x|, |y|)."""
+    """Distance in units of the dtype's spacing at max(|x|, |y|); below the
+    normal range the spacing is the subnormal one."""
     if x.dtype == torch.float32:
-        spacing = 2.0 ** -23
+        spacing, smallest = 2.0 ** -23, 2.0 ** -149
     else:
-        spacing = 2.0 ** -(7 if x.dtype == torch.bfloat16 else 10)
+        spacing, smallest = 2.0 ** -_MANTISSA_BITS[x.dtype], _MIN_SPACING[x.dtype]
     scale = torch.maximum(x.double().abs(), y.double().abs()).clamp_min(1e-30)
     _, exp = torch.frexp(scale)
-    return (x.double() - y.double()).abs() / torch.ldexp(torch.full_like(scale, spacing), exp - 1)
+    ulp = torch.ldexp(torch.full_like(scale, spacing), exp - 1).clamp_min(smallest)
+    return (x.double() - y.double()).abs() / ulp
 
 
 def assert_backends_agree(x_out, y_out):

@@ -26,7 +26,10 @@ def test_cpu_kernel_for_isa(isa):
                     f"{torch.backends.cpu.get_cpu_capability()}, not {isa.upper()}")
     if isa.upper() == torch.backends.cpu.get_cpu_capability():
         pytest.skip(f"{isa.upper()} is this CPU's own kernel: every CPU test in this run uses it")
-    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+    # CPU tests only, on a few threads: on the GPU machine this runs beside
+    # the GPU tests' workers.
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa, CUDA_VISIBLE_DEVICES="",
+               OMP_NUM_THREADS="2")
     chosen = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
         env=env, capture_output=True, text=True, check=True).stdout.strip()

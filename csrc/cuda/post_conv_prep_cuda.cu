@@ -7,8 +7,10 @@
 //                      block's loads all leave before its first store.
 //  * channel_first_kernel  unit token stride (`conv(x.T).T`): a tile of 64
 //                      tokens x one head goes through shared memory so that
-//                      the reads are coalesced along tokens and the writes
-//                      along features, with no copy of conv_output first.
+//                      the reads run along tokens (16-byte loads where the
+//                      feature rows are 16-byte aligned) and the writes along
+//                      features (16-byte stores where a head is a power-of-two
+//                      number of packs), with no copy of conv_output first.
 //  * strided_kernel    any other layout (misaligned, odd sizes, arbitrary
 //                      strides): one warp per (row, head), scalar accesses.
 //
@@ -74,6 +76,10 @@ __device__ __forceinline__ void wait_for_previous_grid() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+__host__ __device__ inline bool aligned16(const void* ptr) {
+  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
 // Sum over aligned groups of `width` lanes (a power of two <= 32).
@@ -308,12 +314,16 @@ constexpr int tile_pitch() {
   return kTileTokens + static_cast<int>(4 / sizeof(T));
 }
 
-template <typename T>
+// kVectorLoads: conv_output's rows (features) of the transposed view all
+// start on 16 bytes, and so does every tile's first token (t0 is a multiple
+// of 64).
+template <typename T, bool kVectorLoads>
 __global__ void __launch_bounds__(kThreads)
     channel_first_kernel(const PostConvPrepParams p, int64_t num_token_tiles) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* tile = reinterpret_cast<T*>(smem);  // [features][tile_pitch<T>()]
   constexpr int kPitch = tile_pitch<T>();
+  constexpr int kPack = Pack<T>::kSize;
   constexpr int kFeaturesInFlight = 8;
   wait_for_previous_grid();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
@@ -339,38 +349,112 @@ __global__ void __launch_bounds__(kThreads)
     const int features = static_cast<int>(is_qk ? p.K : p.V);
     const int64_t col0 = is_qk ? unit * p.K : 2 * p.H * p.K + (unit - 2 * p.H) * p.V;
 
-    // Load: lanes along tokens (the unit-stride axis).
+    // Load: along tokens (the unit-stride axis). Where every feature row of
+    // the tile starts on 16 bytes, each thread loads whole 16-byte packs of
+    // tokens (a quarter of the load instructions of 4-byte ones, and four
+    // packs in flight per thread); otherwise lanes load single tokens.
     __syncthreads();  // the previous work item's readers are done with tile
-    const T* src = conv + (t0 + lane) * p.conv_stride_row + col0 * p.conv_stride_feat;
-    for (int f0 = warp; f0 < features; f0 += kWarps * kFeaturesInFlight) {
-      T x[kFeaturesInFlight][kTokensPerLane];
+    if constexpr (kVectorLoads) {
+      constexpr int kPacksPerRow = kTileTokens / kPack;
+      constexpr int kInFlight = 4;
+      const T* src = conv + t0 + col0 * p.conv_stride_feat;
+      const int packs = features * kPacksPerRow;
+      for (int base = 0; base < packs; base += kThreads * kInFlight) {
+        Pack<T> x[kInFlight];
 #pragma unroll
-      for (int i = 0; i < kFeaturesInFlight; ++i) {
-        const int f = f0 + i * kWarps;
+        for (int u = 0; u < kInFlight; ++u) {
+          const int idx = base + u * kThreads + threadIdx.x;
+          const int f = idx / kPacksPerRow, c = idx - f * kPacksPerRow;
+          if (idx < packs) {
+            const T* ptr = src + f * p.conv_stride_feat + c * kPack;
+            if ((c + 1) * kPack <= tokens) {
+              x[u] = load_pack(ptr);
+            } else {
 #pragma unroll
-        for (int j = 0; j < kTokensPerLane; ++j) {
-          const int t = lane + j * kWarpSize;
-          if (f < features && t < tokens) x[i][j] = src[f * p.conv_stride_feat + j * kWarpSize];
+              for (int j = 0; j < kPack; ++j) {
+                if (c * kPack + j < tokens) x[u].x[j] = ptr[j];
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kInFlight; ++u) {
+          const int idx = base + u * kThreads + threadIdx.x;
+          const int f = idx / kPacksPerRow, c = idx - f * kPacksPerRow;
+          if (idx < packs) {
+#pragma unroll
+            for (int j = 0; j < kPack; ++j) tile[f * kPitch + c * kPack + j] = x[u].x[j];
+          }
         }
       }
+    } else {
+      const T* src = conv + (t0 + lane) * p.conv_stride_row + col0 * p.conv_stride_feat;
+      for (int f0 = warp; f0 < features; f0 += kWarps * kFeaturesInFlight) {
+        T x[kFeaturesInFlight][kTokensPerLane];
 #pragma unroll
-      for (int i = 0; i < kFeaturesInFlight; ++i) {
-        const int f = f0 + i * kWarps;
+        for (int i = 0; i < kFeaturesInFlight; ++i) {
+          const int f = f0 + i * kWarps;
 #pragma unroll
-        for (int j = 0; j < kTokensPerLane; ++j) {
-          const int t = lane + j * kWarpSize;
-          if (f < features && t < tokens) tile[f * kPitch + t] = x[i][j];
+          for (int j = 0; j < kTokensPerLane; ++j) {
+            const int t = lane + j * kWarpSize;
+            if (f < features && t < tokens) x[i][j] = src[f * p.conv_stride_feat + j * kWarpSize];
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < kFeaturesInFlight; ++i) {
+          const int f = f0 + i * kWarps;
+#pragma unroll
+          for (int j = 0; j < kTokensPerLane; ++j) {
+            const int t = lane + j * kWarpSize;
+            if (f < features && t < tokens) tile[f * kPitch + t] = x[i][j];
+          }
         }
       }
     }
     __syncthreads();
 
-    // Store: one warp per token, lanes along features (the output's unit
-    // stride).
+    // Store. Where a head is at most 32 whole 16-byte packs, a group of
+    // lanes takes one token as the row-major kernel takes one row (one pack
+    // per lane, summed in the same order, so q and k get the same bits) and
+    // stores 16 bytes a lane. Otherwise one warp per token, lanes along
+    // features.
+    T* const out0 = is_qk ? nullptr : static_cast<T*>(p.v) + (unit - 2 * p.H) * p.V;
+    const int64_t packs = features / kPack;
+    const int log2_lanes = log2_lanes_per_head(packs);
+    if (features % kPack == 0 && packs == (int64_t{1} << log2_lanes)) {
+      const int lanes = 1 << log2_lanes;
+      const int glane = threadIdx.x & (lanes - 1);
+      const int groups = kThreads >> log2_lanes;
+      // A bound uniform over the block: every lane reaches the shuffles.
+      for (int tg = 0; tg < tokens; tg += groups) {
+        const int t = tg + (threadIdx.x >> log2_lanes);
+        const bool active = t < tokens;
+        Pack<T> x;
+        float ss = 0.f;
+        if (active) {
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) {
+            x.x[j] = tile[(glane * kPack + j) * kPitch + t];
+            const float f = static_cast<float>(x.x[j]);
+            ss += f * f;
+          }
+        }
+        if (is_qk && p.apply_l2norm) {
+          const float scale = l2norm_scale(group_sum(ss, lanes));
+#pragma unroll
+          for (int j = 0; j < kPack; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
+        }
+        if (active) {
+          const int64_t row = t0 + t;
+          T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
+          store_pack(dst + glane * kPack, x);
+        }
+      }
+      continue;
+    }
     for (int t = warp; t < tokens; t += kWarps) {
       const int64_t row = t0 + t;
-      T* dst = is_qk ? qk_head_out<T>(p, row, unit)
-                     : static_cast<T*>(p.v) + (row * p.HV + unit - 2 * p.H) * p.V;
+      T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
       if (is_qk && p.apply_l2norm) {
         const float scale = l2norm_scale(head_sum_of_squares<T>(
             [&](int64_t f) { return static_cast<float>(tile[f * kPitch + t]); }, p.K, lane));
@@ -428,9 +512,6 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
 // ---------------------------------------------------------------------------
 // Host side: pick a kernel from the strides and launch it.
 
-bool aligned16(const void* ptr) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-}
 
 int blocks_for(int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min(work, kMaxBlocks)));
@@ -536,7 +617,11 @@ bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) 
   if (p.conv_stride_row != 1 || p.L == 1 || smem > kMaxStaticSmem) return false;
   const int64_t token_tiles = ceil_div(p.L, kTileTokens);
   const int64_t work = token_tiles * (2 * p.H + p.HV + 1);
-  launch<channel_first_kernel<T>>(blocks_for(work), smem, stream, p, token_tiles);
+  if (aligned16(p.conv) && (p.conv_stride_feat * sizeof(T)) % 16 == 0) {
+    launch<channel_first_kernel<T, true>>(blocks_for(work), smem, stream, p, token_tiles);
+  } else {
+    launch<channel_first_kernel<T, false>>(blocks_for(work), smem, stream, p, token_tiles);
+  }
   return true;
 }
 
