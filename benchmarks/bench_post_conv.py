@@ -27,6 +27,7 @@ from gdn_ext import reference_post_conv_prep, unfused_post_conv_prep
 SHAPES = [(16, 32, 128, 128), (16, 64, 128, 128), (8, 16, 128, 128), (4, 8, 128, 128),
           (2, 4, 128, 128)]
 LENGTHS = [1, 16, 128, 512, 2048, 8192, 32768]
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 L2_BYTES = 50 * 2**20
 
 
@@ -302,8 +303,7 @@ def run(args):
     except Exception:  # noqa: BLE001
         info["triton"] = None
     names = args.dtypes or (["bf16"] if device == "cuda" else ["bf16", "fp16"])
-    dtypes = [{"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[n]
-              for n in names]
+    dtypes = [DTYPES[n] for n in names]
     dtype = dtypes[0]
     # TB/s suits a GPU; a CPU moves tens of GB/s.
     unit_name, unit = ("TB/s", 1e12) if device == "cuda" else ("GB/s", 1e9)
@@ -468,7 +468,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", help="write all numbers here")
     p.add_argument("--plot", help="write a PNG of TB/s against L here")
-    p.add_argument("--dtypes", nargs="*", choices=["bf16", "fp16", "fp32"],
+    p.add_argument("--dtypes", nargs="*", choices=list(DTYPES),
                    help="activation dtypes of the main tables (default: bf16 on a GPU, "
                    "bf16 and fp16 on a CPU)")
     p.add_argument("--shapes", nargs="*", help="H,HV,K,V ... (default: the five Qwen shapes)")

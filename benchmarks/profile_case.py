@@ -9,19 +9,19 @@ import argparse
 import torch
 
 import gdn_ext  # noqa: F401
-from bench_post_conv import make_inputs
+from bench_post_conv import DTYPES, make_inputs
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--shape", default="16,32,128,128", help="H,HV,K,V")
     p.add_argument("--L", type=int, default=8192)
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--dtype", default="bf16", choices=list(DTYPES))
     p.add_argument("--layout", default="row_major", choices=["row_major", "channel_first"])
     p.add_argument("--calls", type=int, default=3)
     args = p.parse_args()
     H, HV, K, V = map(int, args.shape.split(","))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    dtype = DTYPES[args.dtype]
     inputs = make_inputs(args.L, H, HV, K, V, dtype, "cuda", args.layout)
     for _ in range(args.calls):
         torch.ops.gdn.fused_post_conv_prep(*inputs, H, K, V)

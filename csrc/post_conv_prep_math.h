@@ -85,18 +85,30 @@ GDN_HOST_DEVICE float load_as_float(const StridedInput& in, int64_t offset) {
   }
 }
 
-// g and beta for one (row, value head); all arithmetic in float32. The four
-// loads come before both stores: g and beta may alias the inputs as far as
-// the compiler knows, so a load placed after a store would wait for it.
-GDN_HOST_DEVICE void compute_gate(const PostConvPrepParams& p, int64_t row,
-                                  int64_t hv) {
+// What the gate of one (row, value head) reads: x = a + dt_bias (the float32
+// sum SPEC's reference is evaluated at), A_log and b. All four loads come
+// before anything is stored: g and beta may alias the inputs as far as the
+// compiler knows, so a load placed after a store would wait for it.
+struct GateInputs {
+  float x, A_log, b;
+};
+
+GDN_HOST_DEVICE GateInputs load_gate_inputs(const PostConvPrepParams& p, int64_t row,
+                                            int64_t hv) {
   const float a = load_as_float(p.a, row * p.a.stride0 + hv * p.a.stride1);
   const float b = load_as_float(p.b, row * p.b.stride0 + hv * p.b.stride1);
   const float dt_bias = load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
   const float A_log = load_as_float(p.A_log, hv * p.A_log.stride0);
+  return {a + dt_bias, A_log, b};
+}
+
+// g and beta for one (row, value head); all arithmetic in float32.
+GDN_HOST_DEVICE void compute_gate(const PostConvPrepParams& p, int64_t row,
+                                  int64_t hv) {
+  const GateInputs in = load_gate_inputs(p, row, hv);
   const int64_t out = row * p.HV + hv;
-  p.g[out] = decay_gate<float>(a + dt_bias, A_log, p.output_g_exp);
-  p.beta[out] = sigmoid<float>(b);
+  p.g[out] = decay_gate<float>(in.x, in.A_log, p.output_g_exp);
+  p.beta[out] = sigmoid<float>(in.b);
 }
 
 }  // namespace gdn

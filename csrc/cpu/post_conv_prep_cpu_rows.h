@@ -144,10 +144,10 @@ void gates_of_rows(const PostConvPrepParams& p, int64_t begin, int64_t end) {
   for (int64_t e0 = begin * p.HV, e_end = end * p.HV; e0 < e_end; e0 += kSpan) {
     const int64_t m = std::min(kSpan, e_end - e0);
     for (int64_t i = 0; i < m; ++i) {
-      x[i] = load_as_float(p.a, row * p.a.stride0 + hv * p.a.stride1) +
-             load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
-      A_log[i] = load_as_float(p.A_log, hv * p.A_log.stride0);
-      b[i] = load_as_float(p.b, row * p.b.stride0 + hv * p.b.stride1);
+      const GateInputs in = load_gate_inputs(p, row, hv);
+      x[i] = in.x;
+      A_log[i] = in.A_log;
+      b[i] = in.b;
       if (++hv == p.HV) {
         hv = 0;
         ++row;

@@ -65,6 +65,26 @@ __device__ __forceinline__ void store_pack(T* ptr, const Pack<T>& pack) {
   *reinterpret_cast<uint4*>(ptr) = *reinterpret_cast<const uint4*>(&pack);
 }
 
+// ss plus the squares of a pack's elements, added in element order. Every
+// path that must give the row-major kernel's bits for a head sums through
+// this (and group_sum), so the association cannot drift apart.
+template <typename T>
+__device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
+#pragma unroll
+  for (int j = 0; j < Pack<T>::kSize; ++j) {
+    const float f = static_cast<float>(x.x[j]);
+    ss += f * f;
+  }
+  return ss;
+}
+
+template <typename T>
+__device__ __forceinline__ Pack<T> scaled(Pack<T> x, float scale) {
+#pragma unroll
+  for (int j = 0; j < Pack<T>::kSize; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
+  return x;
+}
+
 // Programmatic dependent launch (sm_90+): the host lets this grid launch
 // while the previous kernel on the stream still runs, so launch latency
 // overlaps it. Nothing is read or written before the wait, which returns once
@@ -216,12 +236,7 @@ __device__ __forceinline__ void rowmajor_qk(const PostConvPrepParams& p, const R
         float ss = 0.f;
         if (active[u]) {
 #pragma unroll
-          for (int i = 0; i < kPacksPerLane; ++i)
-#pragma unroll
-            for (int j = 0; j < kPack; ++j) {
-              const float f = static_cast<float>(x[u][i].x[j]);
-              ss += f * f;
-            }
+          for (int i = 0; i < kPacksPerLane; ++i) ss = add_squares(x[u][i], ss);
         }
         scale = l2norm_scale(group_sum(ss, lanes));
       }
@@ -229,13 +244,7 @@ __device__ __forceinline__ void rowmajor_qk(const PostConvPrepParams& p, const R
         T* dst = qk_head_out<T>(p, row[u], head[u]) + lane * kPack;
 #pragma unroll
         for (int i = 0; i < kPacksPerLane; ++i) {
-          Pack<T> y = x[u][i];
-          if (p.apply_l2norm) {
-#pragma unroll
-            for (int j = 0; j < kPack; ++j)
-              y.x[j] = static_cast<T>(static_cast<float>(y.x[j]) * scale);
-          }
-          store_pack(dst + i * lanes * kPack, y);
+          store_pack(dst + i * lanes * kPack, p.apply_l2norm ? scaled(x[u][i], scale) : x[u][i]);
         }
       }
     }
@@ -430,19 +439,12 @@ __global__ void __launch_bounds__(kThreads)
         const int t = tg + (threadIdx.x >> log2_lanes);
         const bool active = t < tokens;
         Pack<T> x;
-        float ss = 0.f;
         if (active) {
 #pragma unroll
-          for (int j = 0; j < kPack; ++j) {
-            x.x[j] = tile[(glane * kPack + j) * kPitch + t];
-            const float f = static_cast<float>(x.x[j]);
-            ss += f * f;
-          }
+          for (int j = 0; j < kPack; ++j) x.x[j] = tile[(glane * kPack + j) * kPitch + t];
         }
         if (is_qk && p.apply_l2norm) {
-          const float scale = l2norm_scale(group_sum(ss, lanes));
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
+          x = scaled(x, l2norm_scale(group_sum(active ? add_squares(x, 0.f) : 0.f, lanes)));
         }
         if (active) {
           const int64_t row = t0 + t;
