@@ -57,24 +57,41 @@ def cuda_build_plan():
     return True, f"nvcc in {home}, torch CUDA {torch.version.cuda}, arch list {arch}"
 
 
-def shared_libstdcxx():
-    """The shared libstdc++ this Python process (and so torch) runs with.
+def loaded_shared_library(prefix):
+    """The shared library named prefix* that this Python process (and so
+    torch) runs with, or None.
 
-    Linking it explicitly keeps libstdc++ shared even where the compiler only
-    finds a static libstdc++.a (the GPU image's CXX=/opt/gcc/bin/g++ wrapper
-    does): a private static copy inside the extension has uninitialised
-    locale facets, and formatting the first TORCH_CHECK message segfaults."""
-    import torch  # noqa: F401 - loads libstdc++ if nothing has yet
+    Linking it by path keeps it shared, and the same copy torch uses, even
+    where the compiler only finds a static archive (the GPU image's
+    CXX=/opt/gcc/bin/g++ wrapper does). A private static libstdc++ inside the
+    extension has uninitialised locale facets, and formatting the first
+    TORCH_CHECK message segfaults; a private libgomp would be a second
+    OpenMP thread pool beside torch's."""
+    import torch  # noqa: F401 - loads libstdc++ and libgomp if nothing has yet
 
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.split()[-1]
-                if os.path.basename(path).startswith("libstdc++.so") and os.path.exists(path):
+                if os.path.basename(path).startswith(prefix) and os.path.exists(path):
                     return path
     except OSError:
         pass
     return None
+
+
+def openmp_flags():
+    """(compile flags, link args) for at::parallel_for. ATen's OpenMP backend
+    is a `#pragma omp parallel` in a header, so without -fopenmp the CPU
+    kernel silently runs on one thread."""
+    import torch
+
+    if not torch.backends.openmp.is_available() or sys.platform == "darwin":
+        return [], []
+    libgomp = loaded_shared_library("libgomp")
+    if libgomp is None:
+        return ["-fopenmp"], ["-fopenmp"]
+    return ["-fopenmp"], [libgomp]
 
 
 def extensions():
@@ -88,10 +105,11 @@ def extensions():
     # The library registers its op through TORCH_LIBRARY and uses no CPython
     # API, so one build serves every CPython >= 3.9.
     # at::vec's headers (the CPU kernel) carry `#pragma unroll`, unknown to GCC.
-    extra = {"cxx": ["-O3", "-Wno-unknown-pragmas"]}
-    libstdcxx = shared_libstdcxx()
+    omp_compile, omp_link = openmp_flags()
+    extra = {"cxx": ["-O3", "-Wno-unknown-pragmas"] + omp_compile}
+    libstdcxx = loaded_shared_library("libstdc++.so")
     kwargs = dict(name="gdn_ext._C", py_limited_api=True,
-                  extra_link_args=[libstdcxx] if libstdcxx else [])
+                  extra_link_args=([libstdcxx] if libstdcxx else []) + omp_link)
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         # No --use_fast_math: the gate needs accurate expf/log1pf (SPEC.md).

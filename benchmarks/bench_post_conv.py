@@ -12,6 +12,7 @@ the chain and zentorch's op when importable, against a memcpy ceiling.
 """
 import argparse
 import datetime
+import gc
 import json
 import math
 import os
@@ -150,19 +151,27 @@ def time_cuda_graph(fn, input_sets, H, K, V, replays=20):
 
 
 def time_host(fn, args, H, K, V, calls=2000, sync=None):
-    """Median wall time per eager call over batches of calls."""
+    """Median wall time per eager call over batches of calls, with Python's
+    garbage collector paused as timeit pauses it: after torch.compile has
+    filled the heap, a full collection triggered by whichever call happens
+    to allocate next would otherwise land on that implementation's time."""
     for _ in range(50):
         fn(*args, H, K, V)
     if sync:
         sync()
     per_call = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(calls // 5):
-            fn(*args, H, K, V)
-        if sync:
-            sync()
-        per_call.append((time.perf_counter() - t0) * 1e6 / (calls // 5))
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(calls // 5):
+                fn(*args, H, K, V)
+            if sync:
+                sync()
+            per_call.append((time.perf_counter() - t0) * 1e6 / (calls // 5))
+    finally:
+        gc.enable()
     return statistics.median(per_call)
 
 
@@ -230,6 +239,33 @@ def _triton_copy():
     return copy
 
 
+def _glibc_memcpy_ceiling():
+    """{"glibc memcpy": TB/s} of one large memcpy per thread. copy_ writes with
+    plain stores, which first read each destination line for ownership; glibc
+    switches to streaming stores for copies past its non-temporal threshold
+    (240 MB on the build machine), as the gdn_ext CPU op does for large
+    outputs, and moves more bytes per second. {} where ctypes cannot reach
+    libc."""
+    import ctypes
+    import ctypes.util
+    from concurrent.futures import ThreadPoolExecutor
+    try:
+        memcpy = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").memcpy
+    except (OSError, AttributeError):
+        return {}
+    memcpy.argtypes, memcpy.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
+    threads, per_thread = torch.get_num_threads(), 2**28  # 256 MiB each
+    src = torch.ones(threads * per_thread, dtype=torch.uint8)
+    dst = torch.zeros_like(src)
+    with ThreadPoolExecutor(threads) as pool:  # ctypes releases the GIL
+        def copy(*_):
+            list(pool.map(lambda i: memcpy(dst.data_ptr() + i * per_thread,
+                                           src.data_ptr() + i * per_thread, per_thread),
+                          range(threads)))
+        us = time_cpu(copy, [()], 0, 0, 0, min_time=1.0)
+    return {"glibc memcpy": 2 * src.numel() / (us * 1e-6) / 1e12}
+
+
 def copy_ceiling(device):
     """{method: TB/s} of a large copy (bytes read + written); the ceiling is
     the best of them."""
@@ -239,7 +275,9 @@ def copy_ceiling(device):
     nbytes = 2 * src.numel() * src.element_size()
     if device != "cuda":
         us = time_cpu(lambda s, d, *_: d.copy_(s), [(src, dst)], 0, 0, 0, min_time=1.0)
-        return {"copy_": nbytes / (us * 1e-6) / 1e12}
+        copies = {"copy_": nbytes / (us * 1e-6) / 1e12}
+        copies.update(_glibc_memcpy_ceiling())
+        return copies
     methods = {"copy_": lambda s, d, *_: d.copy_(s)}
     try:
         methods["triton copy"] = _triton_copy()

@@ -41,8 +41,14 @@ PostConvPrepOutputs fused_post_conv_prep_cpu(
   const int64_t row_bytes = conv_output.size(1) * conv_output.element_size() + 8 * p.HV;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / row_bytes);
   const RowsKernel kernel = rows_kernel();
+  // Outputs past a core's L2 (1-2 MiB on current server cores) would leave
+  // the caches before anything reads them; for those, streaming stores skip
+  // the read for ownership a plain store makes, a third of the traffic.
+  // Smaller outputs stay cached for the next op.
+  constexpr int64_t kStreamBytes = int64_t{1} << 20;
+  const bool stream_stores = p.L * row_bytes >= kStreamBytes;
   at::parallel_for(0, p.L, grain,
-                   [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
+                   [&](int64_t begin, int64_t end) { kernel(p, begin, end, stream_stores); });
   return outputs;
 }
 

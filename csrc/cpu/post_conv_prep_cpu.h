@@ -19,18 +19,23 @@
 
 namespace gdn::cpu {
 
-// Writes q, k, v, g and beta for the token rows [begin, end).
-using RowsKernel = void (*)(const PostConvPrepParams& p, int64_t begin, int64_t end);
+// Writes q, k, v, g and beta for the token rows [begin, end); with
+// stream_stores, full aligned vectors bypass the caches.
+using RowsKernel = void (*)(const PostConvPrepParams& p, int64_t begin, int64_t end,
+                            bool stream_stores);
 
 namespace DEFAULT {
-void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end);
+void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end,
+                         bool stream_stores);
 }
 #if GDN_CPU_HAS_X86_VARIANTS
 namespace AVX2 {
-void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end);
+void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end,
+                         bool stream_stores);
 }
 namespace AVX512 {
-void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end);
+void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end,
+                         bool stream_stores);
 }
 #endif
 
