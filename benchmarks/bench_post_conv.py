@@ -188,6 +188,17 @@ def cpu_name():
             f"{torch.backends.cpu.get_cpu_capability()})")
 
 
+def _libc_function(name):
+    """The C library's function `name` through ctypes, or None where the
+    library or the function cannot be found (not glibc, not Linux)."""
+    import ctypes
+    import ctypes.util
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory():
     """Tell glibc malloc to keep freed memory instead of returning it to the
     OS. PyTorch's CPU allocator does not cache, so by default every call that
@@ -196,14 +207,11 @@ def keep_freed_memory():
     it does depends on the allocation history. jemalloc and tcmalloc, which
     vLLM's CPU backend preloads, keep the memory; this does the same for
     every implementation alike. Returns a note, or None without glibc."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        ok = libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return None
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    ok = mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
     return "glibc malloc keeps freed memory (mallopt: no mmap, no trim) for every implementation" \
         if ok else None
 
@@ -247,11 +255,9 @@ def _glibc_memcpy_ceiling():
     outputs, and moves more bytes per second. {} where ctypes cannot reach
     libc."""
     import ctypes
-    import ctypes.util
     from concurrent.futures import ThreadPoolExecutor
-    try:
-        memcpy = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").memcpy
-    except (OSError, AttributeError):
+    memcpy = _libc_function("memcpy")
+    if memcpy is None:
         return {}
     memcpy.argtypes, memcpy.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
     threads, per_thread = torch.get_num_threads(), 2**28  # 256 MiB each
