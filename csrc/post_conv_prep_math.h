@@ -8,6 +8,8 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -74,14 +76,26 @@ GDN_HOST_DEVICE float l2norm_scale(float sum_of_squares) {
 #endif
 }
 
-GDN_HOST_DEVICE float load_as_float(const StridedInput& in, int64_t offset) {
-  switch (in.kind) {
+// One element's bits, loaded at the width of its dtype. The conversion to
+// float is a separate step so that a kernel issues all of a gate's loads
+// before it waits on any: a switch whose cases each load and convert makes
+// the GPU wait for one load before it issues the next.
+GDN_HOST_DEVICE uint32_t load_bits(const StridedInput& in, int64_t offset) {
+  return in.kind == ScalarKind::kFloat32 ? static_cast<const uint32_t*>(in.data)[offset]
+                                         : static_cast<const uint16_t*>(in.data)[offset];
+}
+
+GDN_HOST_DEVICE float bits_to_float(ScalarKind kind, uint32_t bits) {
+  switch (kind) {
     case ScalarKind::kBFloat16:
-      return static_cast<float>(static_cast<const c10::BFloat16*>(in.data)[offset]);
+      return static_cast<float>(c10::BFloat16(static_cast<uint16_t>(bits), c10::BFloat16::from_bits()));
     case ScalarKind::kFloat16:
-      return static_cast<float>(static_cast<const c10::Half*>(in.data)[offset]);
-    default:
-      return static_cast<const float*>(in.data)[offset];
+      return static_cast<float>(c10::Half(static_cast<uint16_t>(bits), c10::Half::from_bits()));
+    default: {
+      float f;
+      std::memcpy(&f, &bits, sizeof(f));
+      return f;
+    }
   }
 }
 
@@ -95,11 +109,12 @@ struct GateInputs {
 
 GDN_HOST_DEVICE GateInputs load_gate_inputs(const PostConvPrepParams& p, int64_t row,
                                             int64_t hv) {
-  const float a = load_as_float(p.a, row * p.a.stride0 + hv * p.a.stride1);
-  const float b = load_as_float(p.b, row * p.b.stride0 + hv * p.b.stride1);
-  const float dt_bias = load_as_float(p.dt_bias, hv * p.dt_bias.stride0);
-  const float A_log = load_as_float(p.A_log, hv * p.A_log.stride0);
-  return {a + dt_bias, A_log, b};
+  const uint32_t a = load_bits(p.a, row * p.a.stride0 + hv * p.a.stride1);
+  const uint32_t b = load_bits(p.b, row * p.b.stride0 + hv * p.b.stride1);
+  const uint32_t dt_bias = load_bits(p.dt_bias, hv * p.dt_bias.stride0);
+  const uint32_t A_log = load_bits(p.A_log, hv * p.A_log.stride0);
+  return {bits_to_float(p.a.kind, a) + bits_to_float(p.dt_bias.kind, dt_bias),
+          bits_to_float(p.A_log.kind, A_log), bits_to_float(p.b.kind, b)};
 }
 
 // g and beta for one (row, value head); all arithmetic in float32.

@@ -1,16 +1,18 @@
-// CUDA backend. Three kernels, chosen on the host from the strides:
+// CUDA backend. Four kernels, chosen on the host from the strides:
 //
 //  * rowmajor_kernel   unit feature stride and 16-byte alignment (the layout a
 //                      row-major conv output has): 16-byte loads and stores.
 //                      Blocks split by kind of work (q/k heads with a shuffle
 //                      reduction per head, v packs, gates), so that each
 //                      block's loads all leave before its first store.
-//  * channel_first_kernel  unit token stride (`conv(x.T).T`): a tile of 64
-//                      tokens x one head goes through shared memory so that
-//                      the reads run along tokens (16-byte loads where the
-//                      feature rows are 16-byte aligned) and the writes along
+//  * channel_first_async_kernel  unit token stride (`conv(x.T).T`) with
+//                      16-byte aligned feature rows: a tile of 64 tokens x
+//                      one head is copied to shared memory along tokens
+//                      (cp.async, 16 bytes at a time) and written out along
 //                      features (16-byte stores where a head is a power-of-two
 //                      number of packs), with no copy of conv_output first.
+//  * channel_first_kernel  the same for feature rows that are not 16-byte
+//                      aligned: scalar loads along tokens through registers.
 //  * strided_kernel    any other layout (misaligned, odd sizes, arbitrary
 //                      strides): one warp per (row, head), scalar accesses.
 //
@@ -52,9 +54,12 @@ struct alignas(16) Pack {
   T x[kSize];
 };
 
+// A plain load, not __ldg: the read-only-data path lets the compiler treat
+// the data as invariant for the whole kernel and hoist the load above the
+// programmatic-launch wait, before the previous kernel's writes are visible.
 template <typename T>
 __device__ __forceinline__ Pack<T> load_pack(const T* ptr) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(ptr));
+  const uint4 raw = *reinterpret_cast<const uint4*>(ptr);
   Pack<T> pack;
   *reinterpret_cast<uint4*>(&pack) = raw;
   return pack;
@@ -67,7 +72,7 @@ __device__ __forceinline__ void store_pack(T* ptr, const Pack<T>& pack) {
 
 // ss plus the squares of a pack's elements, added in element order. Every
 // path that must give the row-major kernel's bits for a head sums through
-// this (and group_sum), so the association cannot drift apart.
+// this (and group_sums), so the association cannot drift apart.
 template <typename T>
 __device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
 #pragma unroll
@@ -86,14 +91,34 @@ __device__ __forceinline__ Pack<T> scaled(Pack<T> x, float scale) {
 }
 
 // Programmatic dependent launch (sm_90+): the host lets this grid launch
-// while the previous kernel on the stream still runs, so launch latency
-// overlaps it. Nothing is read or written before the wait, which returns once
-// the previous grid has finished and its writes are visible; this grid then
-// lets its own successor launch. Without the launch attribute (or below
-// sm_90) both are no-ops.
+// while the previous kernel on the stream still runs, so launch latency (and
+// whatever index arithmetic comes before the wait) overlaps it. Nothing is
+// read or written before wait_for_previous_grid, which returns once the
+// previous grid has finished and its writes are visible. Every kernel lets
+// its own successor launch as it starts (the successor still waits for this
+// grid to finish). Without the launch attribute (or below sm_90) both are
+// no-ops.
 __device__ __forceinline__ void wait_for_previous_grid() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// The wait, with the given addresses computed before it, so that their
+// arithmetic overlaps the previous grid. The compiler would otherwise sink it
+// below the wait, next to the loads; a branch on the addresses keeps it above.
+// They point into a tensor with elements, so they are never all null and the
+// wait always runs.
+template <typename T, int N>
+__device__ __forceinline__ void wait_for_previous_grid_after(const T* const (&addresses)[N]) {
+  uintptr_t any = 0;
+#pragma unroll
+  for (int i = 0; i < N; ++i) any |= reinterpret_cast<uintptr_t>(addresses[i]);
+  if (any != 0) wait_for_previous_grid();
+}
+
+__device__ __forceinline__ void let_next_grid_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
@@ -102,12 +127,21 @@ __host__ __device__ inline bool aligned16(const void* ptr) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
-// Sum over aligned groups of `width` lanes (a power of two <= 32).
-__device__ __forceinline__ float group_sum(float x, int width) {
+// Sums of N values, each over aligned groups of `width` lanes (a power of
+// two <= 32). The N butterflies run side by side, so their shuffle latencies
+// overlap instead of adding up.
+template <int N>
+__device__ __forceinline__ void group_sums(float (&x)[N], int width) {
   for (int offset = width / 2; offset > 0; offset /= 2) {
-    x += __shfl_xor_sync(kFullMask, x, offset);
+#pragma unroll
+    for (int u = 0; u < N; ++u) x[u] += __shfl_xor_sync(kFullMask, x[u], offset);
   }
-  return x;
+}
+
+__device__ __forceinline__ float group_sum(float x, int width) {
+  float sums[1] = {x};
+  group_sums(sums, width);
+  return sums[0];
 }
 
 __device__ __forceinline__ float warp_sum(float x) {
@@ -208,43 +242,53 @@ __device__ __forceinline__ void rowmajor_qk(const PostConvPrepParams& p, const R
   const int64_t end = std::min<int64_t>(p.L * plan.qk_heads, first + plan.qk_heads_per_block);
 
   // The loop bound is uniform over the block, so every lane of a warp reaches
-  // the shuffles; lanes without a head load nothing.
+  // the shuffles. A lane past the block's last head loads that head again
+  // (so that no load hides behind a branch) and stores nothing.
   for (int64_t base = first; base < end; base += groups * kHeads) {
     const int64_t row0 = base / plan.qk_heads;
     const int h0 = static_cast<int>(base - row0 * plan.qk_heads);
-    Pack<T> x[kHeads][kPacksPerLane];
+    const T* src[kHeads];
     int64_t row[kHeads];
     int head[kHeads];
     bool active[kHeads];
 #pragma unroll
     for (int u = 0; u < kHeads; ++u) {
-      const int local = h0 + u * groups + group;
+      const int offset = u * groups + group;
+      active[u] = base + offset < end;
+      const int local = h0 + (active[u] ? offset : static_cast<int>(end - 1 - base));
       const int r = local / plan.qk_heads;
       row[u] = row0 + r;
       head[u] = local - r * plan.qk_heads;
-      active[u] = base + u * groups + group < end;
-      if (active[u]) {
-        const T* src = conv + row[u] * p.conv_stride_row + head[u] * p.K + lane * kPack;
+      src[u] = conv + row[u] * p.conv_stride_row + head[u] * p.K + lane * kPack;
+    }
+    wait_for_previous_grid_after(src);
+    Pack<T> x[kHeads][kPacksPerLane];
 #pragma unroll
-        for (int i = 0; i < kPacksPerLane; ++i) x[u][i] = load_pack(src + i * lanes * kPack);
+    for (int u = 0; u < kHeads; ++u) {
+#pragma unroll
+      for (int i = 0; i < kPacksPerLane; ++i) x[u][i] = load_pack(src[u] + i * lanes * kPack);
+    }
+    // All kHeads reductions at once: one after another, their dependent
+    // shuffles made most of a short call's time after the loads.
+    float scale[kHeads];
+    if (p.apply_l2norm) {
+#pragma unroll
+      for (int u = 0; u < kHeads; ++u) {
+        scale[u] = 0.f;
+#pragma unroll
+        for (int i = 0; i < kPacksPerLane; ++i) scale[u] = add_squares(x[u][i], scale[u]);
       }
+      group_sums(scale, lanes);
+#pragma unroll
+      for (int u = 0; u < kHeads; ++u) scale[u] = l2norm_scale(scale[u]);
     }
 #pragma unroll
     for (int u = 0; u < kHeads; ++u) {
-      float scale = 1.f;
-      if (p.apply_l2norm) {
-        float ss = 0.f;
-        if (active[u]) {
-#pragma unroll
-          for (int i = 0; i < kPacksPerLane; ++i) ss = add_squares(x[u][i], ss);
-        }
-        scale = l2norm_scale(group_sum(ss, lanes));
-      }
       if (active[u]) {
         T* dst = qk_head_out<T>(p, row[u], head[u]) + lane * kPack;
 #pragma unroll
         for (int i = 0; i < kPacksPerLane; ++i) {
-          store_pack(dst + i * lanes * kPack, p.apply_l2norm ? scaled(x[u][i], scale) : x[u][i]);
+          store_pack(dst + i * lanes * kPack, p.apply_l2norm ? scaled(x[u][i], scale[u]) : x[u][i]);
         }
       }
     }
@@ -263,16 +307,19 @@ __device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const Ro
   for (int64_t base = first; base < end; base += kThreads * kVPacksPerThread) {
     const int64_t row0 = base / plan.v_packs_per_row;
     const int c0 = static_cast<int>(base - row0 * plan.v_packs_per_row);
-    Pack<T> x[kVPacksPerThread];
+    // As for q/k: a thread past the last pack loads the last pack again.
+    const T* src[kVPacksPerThread];
 #pragma unroll
     for (int u = 0; u < kVPacksPerThread; ++u) {
-      const int local = c0 + u * kThreads + static_cast<int>(threadIdx.x);
+      const int offset = u * kThreads + static_cast<int>(threadIdx.x);
+      const int local = c0 + static_cast<int>(std::min<int64_t>(offset, end - 1 - base));
       const int r = local / plan.v_packs_per_row;
-      if (base + u * kThreads + threadIdx.x < end) {
-        x[u] = load_pack(conv + (row0 + r) * p.conv_stride_row +
-                         (local - r * plan.v_packs_per_row) * kPack);
-      }
+      src[u] = conv + (row0 + r) * p.conv_stride_row + (local - r * plan.v_packs_per_row) * kPack;
     }
+    wait_for_previous_grid_after(src);
+    Pack<T> x[kVPacksPerThread];
+#pragma unroll
+    for (int u = 0; u < kVPacksPerThread; ++u) x[u] = load_pack(src[u]);
 #pragma unroll
     for (int u = 0; u < kVPacksPerThread; ++u) {
       const int64_t idx = base + u * kThreads + threadIdx.x;
@@ -287,6 +334,7 @@ __device__ __forceinline__ void rowmajor_gates(const PostConvPrepParams& p,
   const int64_t end = std::min<int64_t>(p.L * p.HV, first + plan.gates_per_block);
   for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
     const int64_t row = idx / p.HV;
+    wait_for_previous_grid();
     compute_gate(p, row, idx - row * p.HV);
   }
 }
@@ -294,7 +342,10 @@ __device__ __forceinline__ void rowmajor_gates(const PostConvPrepParams& p,
 template <typename T, int kPacksPerLane>
 __global__ void __launch_bounds__(kThreads)
     rowmajor_kernel(const PostConvPrepParams p, const RowMajorPlan plan) {
-  wait_for_previous_grid();
+  let_next_grid_launch();
+  // Each kind of work waits for the previous grid itself, once its first
+  // addresses are computed: under a programmatic launch that index
+  // arithmetic overlaps the previous kernel instead of preceding the loads.
   int64_t block = blockIdx.x;
   if (block < plan.qk_blocks) {
     rowmajor_qk<T, kPacksPerLane>(p, plan, block);
@@ -323,150 +374,228 @@ constexpr int tile_pitch() {
   return kTileTokens + static_cast<int>(4 / sizeof(T));
 }
 
-// kVectorLoads: conv_output's rows (features) of the transposed view all
-// start on 16 bytes, and so does every tile's first token (t0 is a multiple
-// of 64).
-template <typename T, bool kVectorLoads>
+// A work item of the channel-first kernels: a tile of up to 64 tokens of one
+// unit, which is a q/k head, a v head or (the last unit) the gates.
+struct ChannelFirstItem {
+  int64_t unit, t0;
+  int tokens;
+  bool is_gates, is_qk;
+  int features;  // of the head
+  int64_t col0;  // the head's first feature in conv_output
+};
+
+__host__ __device__ inline int64_t channel_first_units(const PostConvPrepParams& p) {
+  return 2 * p.H + p.HV + 1;
+}
+
+__device__ __forceinline__ ChannelFirstItem channel_first_item(const PostConvPrepParams& p,
+                                                               int64_t work) {
+  const int64_t units = channel_first_units(p);
+  const int64_t token_tile = work / units;
+  ChannelFirstItem item;
+  item.unit = work - token_tile * units;
+  item.t0 = token_tile * kTileTokens;
+  item.tokens = static_cast<int>(std::min<int64_t>(kTileTokens, p.L - item.t0));
+  item.is_gates = item.unit == units - 1;
+  item.is_qk = item.unit < 2 * p.H;
+  item.features = static_cast<int>(item.is_qk ? p.K : p.V);
+  item.col0 = item.is_qk ? item.unit * p.K : 2 * p.H * p.K + (item.unit - 2 * p.H) * p.V;
+  return item;
+}
+
+// Writes one work item's tile, element (f, t) read through at(f, t), to its
+// q/k head (normalised) or v head. The whole block calls it.
+template <typename T, typename At>
+__device__ __forceinline__ void channel_first_store(const PostConvPrepParams& p,
+                                                    const ChannelFirstItem& item, const At& at) {
+  constexpr int kPack = Pack<T>::kSize;
+  const int lane = threadIdx.x % kWarpSize;
+  const int warp = threadIdx.x / kWarpSize;
+  const int64_t unit = item.unit, t0 = item.t0;
+  const int tokens = item.tokens, features = item.features;
+  const bool is_qk = item.is_qk;
+  // Where a head is at most 32 whole 16-byte packs, a group of lanes takes
+  // one token as the row-major kernel takes one row (one pack per lane,
+  // summed in the same order, so q and k get the same bits) and stores 16
+  // bytes a lane. Otherwise one warp per token, lanes along features.
+  T* const out0 = is_qk ? nullptr : static_cast<T*>(p.v) + (unit - 2 * p.H) * p.V;
+  const int64_t packs = features / kPack;
+  const int log2_lanes = log2_lanes_per_head(packs);
+  if (features % kPack == 0 && packs == (int64_t{1} << log2_lanes)) {
+    const int lanes = 1 << log2_lanes;
+    const int glane = threadIdx.x & (lanes - 1);
+    const int groups = kThreads >> log2_lanes;
+    // A bound uniform over the block: every lane reaches the shuffles.
+    for (int tg = 0; tg < tokens; tg += groups) {
+      const int t = tg + (threadIdx.x >> log2_lanes);
+      const bool active = t < tokens;
+      Pack<T> x;
+      if (active) {
+#pragma unroll
+        for (int j = 0; j < kPack; ++j) x.x[j] = at(glane * kPack + j, t);
+      }
+      if (is_qk && p.apply_l2norm) {
+        x = scaled(x, l2norm_scale(group_sum(active ? add_squares(x, 0.f) : 0.f, lanes)));
+      }
+      if (active) {
+        const int64_t row = t0 + t;
+        T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
+        store_pack(dst + glane * kPack, x);
+      }
+    }
+    return;
+  }
+  for (int t = warp; t < tokens; t += kWarps) {
+    const int64_t row = t0 + t;
+    T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
+    if (is_qk && p.apply_l2norm) {
+      const float scale = l2norm_scale(head_sum_of_squares<T>(
+          [&](int64_t f) { return static_cast<float>(at(f, t)); }, p.K, lane));
+      for (int f = lane; f < features; f += kWarpSize) {
+        dst[f] = static_cast<T>(static_cast<float>(at(f, t)) * scale);
+      }
+    } else {
+      for (int f = lane; f < features; f += kWarpSize) dst[f] = at(f, t);
+    }
+  }
+}
+
+// The gates of tokens [t0, t0 + tokens); the whole block calls it.
+__device__ __forceinline__ void channel_first_gates(const PostConvPrepParams& p,
+                                                    const ChannelFirstItem& item) {
+  for (int idx = threadIdx.x; idx < item.tokens * p.HV; idx += kThreads) {
+    const int hv = idx / item.tokens;
+    compute_gate(p, item.t0 + (idx - hv * item.tokens), hv);
+  }
+}
+
+// Tokens of a tile go through registers one element a lane: for feature
+// rows that do not all start on 16 bytes (channel_first_async_kernel takes
+// the others).
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
     channel_first_kernel(const PostConvPrepParams p, int64_t num_token_tiles) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* tile = reinterpret_cast<T*>(smem);  // [features][tile_pitch<T>()]
   constexpr int kPitch = tile_pitch<T>();
-  constexpr int kPack = Pack<T>::kSize;
   constexpr int kFeaturesInFlight = 8;
+  let_next_grid_launch();
   wait_for_previous_grid();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const int64_t units = 2 * p.H + p.HV + 1;  // q/k heads, v heads, gates
-  const int64_t total = num_token_tiles * units;
+  const int64_t total = num_token_tiles * channel_first_units(p);
 
   for (int64_t work = blockIdx.x; work < total; work += gridDim.x) {
-    const int64_t token_tile = work / units;
-    const int64_t unit = work - token_tile * units;
-    const int64_t t0 = token_tile * kTileTokens;
-    const int tokens = static_cast<int>(std::min<int64_t>(kTileTokens, p.L - t0));
-
-    if (unit == units - 1) {
-      for (int idx = threadIdx.x; idx < tokens * p.HV; idx += kThreads) {
-        const int hv = idx / tokens;
-        compute_gate(p, t0 + (idx - hv * tokens), hv);
-      }
+    const ChannelFirstItem item = channel_first_item(p, work);
+    if (item.is_gates) {
+      channel_first_gates(p, item);
       continue;
     }
-    const bool is_qk = unit < 2 * p.H;
-    const int features = static_cast<int>(is_qk ? p.K : p.V);
-    const int64_t col0 = is_qk ? unit * p.K : 2 * p.H * p.K + (unit - 2 * p.H) * p.V;
-
-    // Load: along tokens (the unit-stride axis). Where every feature row of
-    // the tile starts on 16 bytes, each thread loads whole 16-byte packs of
-    // tokens (a quarter of the load instructions of 4-byte ones, and four
-    // packs in flight per thread); otherwise lanes load single tokens.
+    const int features = item.features, tokens = item.tokens;
     __syncthreads();  // the previous work item's readers are done with tile
-    if constexpr (kVectorLoads) {
-      constexpr int kPacksPerRow = kTileTokens / kPack;
-      constexpr int kInFlight = 4;
-      const T* src = conv + t0 + col0 * p.conv_stride_feat;
-      const int packs = features * kPacksPerRow;
-      for (int base = 0; base < packs; base += kThreads * kInFlight) {
-        Pack<T> x[kInFlight];
+    const T* src = conv + (item.t0 + lane) * p.conv_stride_row + item.col0 * p.conv_stride_feat;
+    for (int f0 = warp; f0 < features; f0 += kWarps * kFeaturesInFlight) {
+      T x[kFeaturesInFlight][kTokensPerLane];
 #pragma unroll
-        for (int u = 0; u < kInFlight; ++u) {
-          const int idx = base + u * kThreads + threadIdx.x;
-          const int f = idx / kPacksPerRow, c = idx - f * kPacksPerRow;
-          if (idx < packs) {
-            const T* ptr = src + f * p.conv_stride_feat + c * kPack;
-            if ((c + 1) * kPack <= tokens) {
-              x[u] = load_pack(ptr);
-            } else {
+      for (int i = 0; i < kFeaturesInFlight; ++i) {
+        const int f = f0 + i * kWarps;
 #pragma unroll
-              for (int j = 0; j < kPack; ++j) {
-                if (c * kPack + j < tokens) x[u].x[j] = ptr[j];
-              }
-            }
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < kInFlight; ++u) {
-          const int idx = base + u * kThreads + threadIdx.x;
-          const int f = idx / kPacksPerRow, c = idx - f * kPacksPerRow;
-          if (idx < packs) {
-#pragma unroll
-            for (int j = 0; j < kPack; ++j) tile[f * kPitch + c * kPack + j] = x[u].x[j];
-          }
+        for (int j = 0; j < kTokensPerLane; ++j) {
+          const int t = lane + j * kWarpSize;
+          if (f < features && t < tokens) x[i][j] = src[f * p.conv_stride_feat + j * kWarpSize];
         }
       }
-    } else {
-      const T* src = conv + (t0 + lane) * p.conv_stride_row + col0 * p.conv_stride_feat;
-      for (int f0 = warp; f0 < features; f0 += kWarps * kFeaturesInFlight) {
-        T x[kFeaturesInFlight][kTokensPerLane];
 #pragma unroll
-        for (int i = 0; i < kFeaturesInFlight; ++i) {
-          const int f = f0 + i * kWarps;
+      for (int i = 0; i < kFeaturesInFlight; ++i) {
+        const int f = f0 + i * kWarps;
 #pragma unroll
-          for (int j = 0; j < kTokensPerLane; ++j) {
-            const int t = lane + j * kWarpSize;
-            if (f < features && t < tokens) x[i][j] = src[f * p.conv_stride_feat + j * kWarpSize];
-          }
-        }
-#pragma unroll
-        for (int i = 0; i < kFeaturesInFlight; ++i) {
-          const int f = f0 + i * kWarps;
-#pragma unroll
-          for (int j = 0; j < kTokensPerLane; ++j) {
-            const int t = lane + j * kWarpSize;
-            if (f < features && t < tokens) tile[f * kPitch + t] = x[i][j];
-          }
+        for (int j = 0; j < kTokensPerLane; ++j) {
+          const int t = lane + j * kWarpSize;
+          if (f < features && t < tokens) tile[f * kPitch + t] = x[i][j];
         }
       }
     }
     __syncthreads();
 
-    // Store. Where a head is at most 32 whole 16-byte packs, a group of
-    // lanes takes one token as the row-major kernel takes one row (one pack
-    // per lane, summed in the same order, so q and k get the same bits) and
-    // stores 16 bytes a lane. Otherwise one warp per token, lanes along
-    // features.
-    T* const out0 = is_qk ? nullptr : static_cast<T*>(p.v) + (unit - 2 * p.H) * p.V;
-    const int64_t packs = features / kPack;
-    const int log2_lanes = log2_lanes_per_head(packs);
-    if (features % kPack == 0 && packs == (int64_t{1} << log2_lanes)) {
-      const int lanes = 1 << log2_lanes;
-      const int glane = threadIdx.x & (lanes - 1);
-      const int groups = kThreads >> log2_lanes;
-      // A bound uniform over the block: every lane reaches the shuffles.
-      for (int tg = 0; tg < tokens; tg += groups) {
-        const int t = tg + (threadIdx.x >> log2_lanes);
-        const bool active = t < tokens;
-        Pack<T> x;
-        if (active) {
-#pragma unroll
-          for (int j = 0; j < kPack; ++j) x.x[j] = tile[(glane * kPack + j) * kPitch + t];
-        }
-        if (is_qk && p.apply_l2norm) {
-          x = scaled(x, l2norm_scale(group_sum(active ? add_squares(x, 0.f) : 0.f, lanes)));
-        }
-        if (active) {
-          const int64_t row = t0 + t;
-          T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
-          store_pack(dst + glane * kPack, x);
-        }
-      }
+    channel_first_store<T>(p, item, [&](int f, int t) { return tile[f * kPitch + t]; });
+  }
+}
+
+// 16 bytes from global to shared memory without passing through registers
+// (sm_80+); only the first src_bytes are read, the rest is zero-filled.
+// Older targets copy synchronously.
+__device__ __forceinline__ void copy_async_16(void* smem_dst, const void* src, int src_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src),
+               "r"(src_bytes) : "memory");
+#else
+  unsigned char* d = static_cast<unsigned char*>(smem_dst);
+  for (int i = 0; i < 16; ++i) d[i] = i < src_bytes ? static_cast<const unsigned char*>(src)[i] : 0;
+#endif
+}
+
+// Waits for all of this thread's copy_async_16 copies.
+__device__ __forceinline__ void copy_async_wait_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Where every feature row starts on 16 bytes (and so does every tile, t0
+// being a multiple of 64): the tile arrives by copy_async_16, 16 bytes of
+// tokens at a time, and never passes through registers, which leaves the
+// kernel few enough of them for five blocks on an SM. A tile row
+// (one feature, 64 tokens) is kRowChunks chunks of 16 bytes; chunk c of
+// feature f sits at position c ^ (f / kPack) (mod kRowChunks), so that the
+// store phase's lanes (one token; features kPack apart) spread over the banks
+// instead of all reading one.
+template <typename T>
+__device__ __forceinline__ int async_tile_index(int f, int t) {
+  constexpr int kPack = Pack<T>::kSize;
+  constexpr int kRowChunks = kTileTokens / kPack;
+  return f * kTileTokens + (((t / kPack) ^ (f / kPack)) & (kRowChunks - 1)) * kPack + t % kPack;
+}
+
+// Five blocks an SM (48 registers). Without the bound (64 registers, four
+// blocks) it ran 4-18% slower at L >= 2048 on an H100; with six (40
+// registers, spilling) 5-12% slower.
+constexpr int kChannelFirstBlocksPerSM = 5;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads, kChannelFirstBlocksPerSM)
+    channel_first_async_kernel(const PostConvPrepParams p, int64_t num_token_tiles) {
+  constexpr int kPack = Pack<T>::kSize;
+  constexpr int kRowChunks = kTileTokens / kPack;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* const tile = reinterpret_cast<T*>(smem);
+  let_next_grid_launch();
+  const T* __restrict__ conv = static_cast<const T*>(p.conv);
+  const int64_t total = num_token_tiles * channel_first_units(p);
+
+  for (int64_t work = blockIdx.x; work < total; work += gridDim.x) {
+    const ChannelFirstItem item = channel_first_item(p, work);
+    if (item.is_gates) {
+      wait_for_previous_grid();
+      channel_first_gates(p, item);
       continue;
     }
-    for (int t = warp; t < tokens; t += kWarps) {
-      const int64_t row = t0 + t;
-      T* dst = is_qk ? qk_head_out<T>(p, row, unit) : out0 + row * p.HV * p.V;
-      if (is_qk && p.apply_l2norm) {
-        const float scale = l2norm_scale(head_sum_of_squares<T>(
-            [&](int64_t f) { return static_cast<float>(tile[f * kPitch + t]); }, p.K, lane));
-        for (int f = lane; f < features; f += kWarpSize) {
-          dst[f] = static_cast<T>(static_cast<float>(tile[f * kPitch + t]) * scale);
-        }
-      } else {
-        for (int f = lane; f < features; f += kWarpSize) dst[f] = tile[f * kPitch + t];
-      }
+    const T* const src = conv + item.t0 + item.col0 * p.conv_stride_feat;
+    wait_for_previous_grid();
+    __syncthreads();  // the previous work item's readers are done with tile
+    for (int idx = threadIdx.x; idx < item.features * kRowChunks; idx += kThreads) {
+      const int f = idx / kRowChunks, c = idx % kRowChunks;
+      // The last tile's chunks past the last token read nothing (and point
+      // at its first chunk, which exists).
+      const int valid = std::min(kPack, std::max(0, item.tokens - c * kPack));
+      const T* from = src + f * p.conv_stride_feat + (valid > 0 ? c * kPack : 0);
+      copy_async_16(tile + async_tile_index<T>(f, c * kPack), from,
+                    valid * static_cast<int>(sizeof(T)));
     }
+    copy_async_wait_all();
+    __syncthreads();
+    channel_first_store<T>(p, item, [&](int f, int t) { return tile[async_tile_index<T>(f, t)]; });
   }
 }
 
@@ -475,6 +604,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepParams p) {
+  let_next_grid_launch();
   wait_for_previous_grid();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
@@ -615,15 +745,19 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, cudaStream_t stream) {
 template <typename T>
 bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) {
   constexpr int64_t kMaxStaticSmem = 48 * 1024;
-  const int64_t smem = std::max(p.K, p.V) * tile_pitch<T>() * sizeof(T);
-  if (p.conv_stride_row != 1 || p.L == 1 || smem > kMaxStaticSmem) return false;
+  if (p.conv_stride_row != 1 || p.L == 1) return false;
   const int64_t token_tiles = ceil_div(p.L, kTileTokens);
-  const int64_t work = token_tiles * (2 * p.H + p.HV + 1);
-  if (aligned16(p.conv) && (p.conv_stride_feat * sizeof(T)) % 16 == 0) {
-    launch<channel_first_kernel<T, true>>(blocks_for(work), smem, stream, p, token_tiles);
-  } else {
-    launch<channel_first_kernel<T, false>>(blocks_for(work), smem, stream, p, token_tiles);
+  const int blocks = blocks_for(token_tiles * channel_first_units(p));
+  const int64_t features = std::max(p.K, p.V);
+  const int64_t async_smem = features * kTileTokens * static_cast<int64_t>(sizeof(T));
+  if (aligned16(p.conv) && (p.conv_stride_feat * sizeof(T)) % 16 == 0 &&
+      async_smem <= kMaxStaticSmem) {
+    launch<channel_first_async_kernel<T>>(blocks, async_smem, stream, p, token_tiles);
+    return true;
   }
+  const int64_t smem = features * tile_pitch<T>() * static_cast<int64_t>(sizeof(T));
+  if (smem > kMaxStaticSmem) return false;
+  launch<channel_first_kernel<T>>(blocks, smem, stream, p, token_tiles);
   return true;
 }
 
