@@ -30,6 +30,9 @@ SHAPES = [(16, 32, 128, 128), (16, 64, 128, 128), (8, 16, 128, 128), (4, 8, 128,
 LENGTHS = [1, 16, 128, 512, 2048, 8192, 32768]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 L2_BYTES = 50 * 2**20
+# A plain copy of as many bytes as the op moves at each shape and L: what the
+# copy ceiling allows at that size, launch and ramp-up included.
+SAME_BYTES_COPY = "copy, same bytes"
 
 
 # ---------------------------------------------------------------------------
@@ -78,6 +81,10 @@ def implementations(device):
             impls["vllm"] = vllm_fn
         else:
             notes.append(why)
+        try:
+            impls[SAME_BYTES_COPY] = _triton_copy()
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"no same-bytes copy ({type(exc).__name__}: {exc})")
     else:
         impls["gdn_ext cpu"] = torch.ops.gdn.fused_post_conv_prep.default
         zen, why = find_zentorch()
@@ -367,7 +374,14 @@ def run(args):
     def measure(name, fn, shape, L, dt, layout="row_major"):
         H, HV, K, V = shape
         nbytes = bytes_moved(L, H, HV, K, V, dt)
-        sets = [make_inputs(L, H, HV, K, V, dt, device, layout) for _ in range(n_input_sets(nbytes))]
+        if name == SAME_BYTES_COPY:  # half the bytes read, half written
+            words = max(1, nbytes // 8)
+            sets = [(torch.empty(words, dtype=torch.int32, device=device),
+                     torch.empty(words, dtype=torch.int32, device=device))
+                    for _ in range(n_input_sets(nbytes))]
+        else:
+            sets = [make_inputs(L, H, HV, K, V, dt, device, layout)
+                    for _ in range(n_input_sets(nbytes))]
         try:
             us = (time_cuda_graph(fn, sets, H, K, V) if device == "cuda"
                   else time_cpu(fn, sets, H, K, V))
@@ -419,7 +433,8 @@ def run(args):
     shape = shapes[0]
     inputs = make_inputs(1, *shape, dtype, device)
     sync = torch.cuda.synchronize if device == "cuda" else None
-    for name, fn in impls.items():
+    ops = {name: fn for name, fn in impls.items() if name != SAME_BYTES_COPY}
+    for name, fn in ops.items():
         try:
             host[name] = time_host(fn, inputs, *shape[:1], shape[2], shape[3], sync=sync)
         except Exception as exc:  # noqa: BLE001
@@ -432,7 +447,7 @@ def run(args):
 
     par = {}
     H, HV, K, V = shape
-    for name, fn in impls.items():
+    for name, fn in ops.items():
         try:
             par[name] = parity(fn, gate_sweep_inputs(H, HV, K, V, dtype, device), H, K, V)
         except Exception as exc:  # noqa: BLE001

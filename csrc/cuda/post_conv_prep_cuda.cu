@@ -328,10 +328,13 @@ __device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const Ro
   }
 }
 
-__device__ __forceinline__ void rowmajor_gates(const PostConvPrepParams& p,
-                                               const RowMajorPlan& plan, int64_t block) {
-  const int64_t first = block * plan.gates_per_block;
-  const int64_t end = std::min<int64_t>(p.L * p.HV, first + plan.gates_per_block);
+// Gates [first, end) in row-major (row, value head) order, a thread each.
+// Every kernel's gates are blocks of their own: a gate's loads wait for the
+// previous gate's stores (g and beta may alias the inputs, as far as the
+// compiler knows), so a block with several gates a thread would take several
+// memory round trips.
+__device__ __forceinline__ void gates_in_range(const PostConvPrepParams& p, int64_t first,
+                                               int64_t end) {
   for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
     const int64_t row = idx / p.HV;
     wait_for_previous_grid();
@@ -356,7 +359,8 @@ __global__ void __launch_bounds__(kThreads)
     rowmajor_v<T>(p, plan, block);
     return;
   }
-  rowmajor_gates(p, plan, block - plan.v_blocks);
+  const int64_t first = (block - plan.v_blocks) * plan.gates_per_block;
+  gates_in_range(p, first, std::min<int64_t>(p.L * p.HV, first + plan.gates_per_block));
 }
 
 // ---------------------------------------------------------------------------
@@ -374,29 +378,42 @@ constexpr int tile_pitch() {
   return kTileTokens + static_cast<int>(4 / sizeof(T));
 }
 
-// A work item of the channel-first kernels: a tile of up to 64 tokens of one
-// unit, which is a q/k head, a v head or (the last unit) the gates.
+// The channel-first kernels' work: first the gates, a block of kThreads
+// each (as in the row-major kernel), then tiles of up to 64 tokens of one
+// unit, a q/k head or a v head.
 struct ChannelFirstItem {
   int64_t unit, t0;
   int tokens;
-  bool is_gates, is_qk;
+  bool is_qk;
   int features;  // of the head
   int64_t col0;  // the head's first feature in conv_output
 };
 
 __host__ __device__ inline int64_t channel_first_units(const PostConvPrepParams& p) {
-  return 2 * p.H + p.HV + 1;
+  return 2 * p.H + p.HV;
 }
 
+__host__ __device__ inline int64_t channel_first_gate_blocks(const PostConvPrepParams& p) {
+  return (p.L * p.HV + kThreads - 1) / kThreads;
+}
+
+// Runs work item `work` if it is a gate block; false for a tile.
+__device__ __forceinline__ bool channel_first_gate_block(const PostConvPrepParams& p,
+                                                         int64_t work) {
+  if (work >= channel_first_gate_blocks(p)) return false;
+  gates_in_range(p, work * kThreads, std::min<int64_t>(p.L * p.HV, (work + 1) * kThreads));
+  return true;
+}
+
+// Tile `tile` (counted after the gate blocks).
 __device__ __forceinline__ ChannelFirstItem channel_first_item(const PostConvPrepParams& p,
-                                                               int64_t work) {
+                                                               int64_t tile) {
   const int64_t units = channel_first_units(p);
-  const int64_t token_tile = work / units;
+  const int64_t token_tile = tile / units;
   ChannelFirstItem item;
-  item.unit = work - token_tile * units;
+  item.unit = tile - token_tile * units;
   item.t0 = token_tile * kTileTokens;
   item.tokens = static_cast<int>(std::min<int64_t>(kTileTokens, p.L - item.t0));
-  item.is_gates = item.unit == units - 1;
   item.is_qk = item.unit < 2 * p.H;
   item.features = static_cast<int>(item.is_qk ? p.K : p.V);
   item.col0 = item.is_qk ? item.unit * p.K : 2 * p.H * p.K + (item.unit - 2 * p.H) * p.V;
@@ -460,15 +477,6 @@ __device__ __forceinline__ void channel_first_store(const PostConvPrepParams& p,
   }
 }
 
-// The gates of tokens [t0, t0 + tokens); the whole block calls it.
-__device__ __forceinline__ void channel_first_gates(const PostConvPrepParams& p,
-                                                    const ChannelFirstItem& item) {
-  for (int idx = threadIdx.x; idx < item.tokens * p.HV; idx += kThreads) {
-    const int hv = idx / item.tokens;
-    compute_gate(p, item.t0 + (idx - hv * item.tokens), hv);
-  }
-}
-
 // Tokens of a tile go through registers one element a lane: for feature
 // rows that do not all start on 16 bytes (channel_first_async_kernel takes
 // the others).
@@ -484,14 +492,12 @@ __global__ void __launch_bounds__(kThreads)
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
-  const int64_t total = num_token_tiles * channel_first_units(p);
+  const int64_t gate_blocks = channel_first_gate_blocks(p);
+  const int64_t total = gate_blocks + num_token_tiles * channel_first_units(p);
 
   for (int64_t work = blockIdx.x; work < total; work += gridDim.x) {
-    const ChannelFirstItem item = channel_first_item(p, work);
-    if (item.is_gates) {
-      channel_first_gates(p, item);
-      continue;
-    }
+    if (channel_first_gate_block(p, work)) continue;
+    const ChannelFirstItem item = channel_first_item(p, work - gate_blocks);
     const int features = item.features, tokens = item.tokens;
     __syncthreads();  // the previous work item's readers are done with tile
     const T* src = conv + (item.t0 + lane) * p.conv_stride_row + item.col0 * p.conv_stride_feat;
@@ -572,15 +578,12 @@ __global__ void __launch_bounds__(kThreads, kChannelFirstBlocksPerSM)
   T* const tile = reinterpret_cast<T*>(smem);
   let_next_grid_launch();
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
-  const int64_t total = num_token_tiles * channel_first_units(p);
+  const int64_t gate_blocks = channel_first_gate_blocks(p);
+  const int64_t total = gate_blocks + num_token_tiles * channel_first_units(p);
 
   for (int64_t work = blockIdx.x; work < total; work += gridDim.x) {
-    const ChannelFirstItem item = channel_first_item(p, work);
-    if (item.is_gates) {
-      wait_for_previous_grid();
-      channel_first_gates(p, item);
-      continue;
-    }
+    if (channel_first_gate_block(p, work)) continue;
+    const ChannelFirstItem item = channel_first_item(p, work - gate_blocks);
     const T* const src = conv + item.t0 + item.col0 * p.conv_stride_feat;
     wait_for_previous_grid();
     __syncthreads();  // the previous work item's readers are done with tile
@@ -747,7 +750,7 @@ bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) 
   constexpr int64_t kMaxStaticSmem = 48 * 1024;
   if (p.conv_stride_row != 1 || p.L == 1) return false;
   const int64_t token_tiles = ceil_div(p.L, kTileTokens);
-  const int blocks = blocks_for(token_tiles * channel_first_units(p));
+  const int blocks = blocks_for(channel_first_gate_blocks(p) + token_tiles * channel_first_units(p));
   const int64_t features = std::max(p.K, p.V);
   const int64_t async_smem = features * kTileTokens * static_cast<int64_t>(sizeof(T));
   if (aligned16(p.conv) && (p.conv_stride_feat * sizeof(T)) % 16 == 0 &&
