@@ -19,7 +19,10 @@ from _helpers import Inputs, check_against_reference  # noqa: E402
 import gdn_ext  # noqa: E402
 
 SHAPES = [(16, 32, 128, 128), (3, 5, 36, 20), (1, 1, 1, 1), (2, 6, 17, 9)]
-LENGTHS = [1, 37, 300]
+# 200: channel-first feature rows 16-byte aligned in bf16 and fp32 (the
+# cp.async kernel), with a partial last tile; 37 and 300 bf16: rows that are
+# not (the register kernel).
+LENGTHS = [1, 37, 200, 300]
 LAYOUTS = ["row_major", "channel_first", "padded", "offset", "ba_chunk", "strided_params"]
 DTYPES = [torch.bfloat16, torch.float32]
 
