@@ -329,10 +329,10 @@ __device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const Ro
 }
 
 // Gates [first, end) in row-major (row, value head) order, a thread each.
-// Every kernel's gates are blocks of their own: a gate's loads wait for the
-// previous gate's stores (g and beta may alias the inputs, as far as the
-// compiler knows), so a block with several gates a thread would take several
-// memory round trips.
+// The row-major and channel-first kernels give the gates blocks of their own,
+// one gate a thread: a gate's loads wait for the previous gate's stores (g and
+// beta may alias the inputs, as far as the compiler knows), so a block with
+// several gates a thread would take several memory round trips.
 __device__ __forceinline__ void gates_in_range(const PostConvPrepParams& p, int64_t first,
                                                int64_t end) {
   for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
@@ -378,9 +378,8 @@ constexpr int tile_pitch() {
   return kTileTokens + static_cast<int>(4 / sizeof(T));
 }
 
-// The channel-first kernels' work: first the gates, a block of kThreads
-// each (as in the row-major kernel), then tiles of up to 64 tokens of one
-// unit, a q/k head or a v head.
+// The channel-first kernels' work: first the gate blocks (kThreads gates
+// each), then tiles of up to 64 tokens of one unit, a q/k head or a v head.
 struct ChannelFirstItem {
   int64_t unit, t0;
   int tokens;
