@@ -127,6 +127,8 @@ __host__ __device__ inline bool aligned16(const void* ptr) {
   return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
 }
 
+__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // Sums of N values, each over aligned groups of `width` lanes (a power of
 // two <= 32). The N butterflies run side by side, so their shuffle latencies
 // overlap instead of adding up.
@@ -255,7 +257,7 @@ __device__ __forceinline__ void rowmajor_qk(const PostConvPrepParams& p, const R
     for (int u = 0; u < kHeads; ++u) {
       const int offset = u * groups + group;
       active[u] = base + offset < end;
-      const int local = h0 + (active[u] ? offset : static_cast<int>(end - 1 - base));
+      const int local = h0 + static_cast<int>(std::min<int64_t>(offset, end - 1 - base));
       const int r = local / plan.qk_heads;
       row[u] = row0 + r;
       head[u] = local - r * plan.qk_heads;
@@ -328,13 +330,15 @@ __device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const Ro
   }
 }
 
-// Gates [first, end) in row-major (row, value head) order, a thread each.
+// Gates [first, first + count) (those below L * HV) in row-major (row, value
+// head) order, a thread each.
 // The row-major and channel-first kernels give the gates blocks of their own,
 // one gate a thread: a gate's loads wait for the previous gate's stores (g and
 // beta may alias the inputs, as far as the compiler knows), so a block with
 // several gates a thread would take several memory round trips.
-__device__ __forceinline__ void gates_in_range(const PostConvPrepParams& p, int64_t first,
-                                               int64_t end) {
+__device__ __forceinline__ void gate_block(const PostConvPrepParams& p, int64_t first,
+                                           int64_t count) {
+  const int64_t end = std::min<int64_t>(p.L * p.HV, first + count);
   for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
     const int64_t row = idx / p.HV;
     wait_for_previous_grid();
@@ -359,8 +363,7 @@ __global__ void __launch_bounds__(kThreads)
     rowmajor_v<T>(p, plan, block);
     return;
   }
-  const int64_t first = (block - plan.v_blocks) * plan.gates_per_block;
-  gates_in_range(p, first, std::min<int64_t>(p.L * p.HV, first + plan.gates_per_block));
+  gate_block(p, (block - plan.v_blocks) * plan.gates_per_block, plan.gates_per_block);
 }
 
 // ---------------------------------------------------------------------------
@@ -393,14 +396,14 @@ __host__ __device__ inline int64_t channel_first_units(const PostConvPrepParams&
 }
 
 __host__ __device__ inline int64_t channel_first_gate_blocks(const PostConvPrepParams& p) {
-  return (p.L * p.HV + kThreads - 1) / kThreads;
+  return ceil_div(p.L * p.HV, kThreads);
 }
 
 // Runs work item `work` if it is a gate block; false for a tile.
 __device__ __forceinline__ bool channel_first_gate_block(const PostConvPrepParams& p,
                                                          int64_t work) {
   if (work >= channel_first_gate_blocks(p)) return false;
-  gates_in_range(p, work * kThreads, std::min<int64_t>(p.L * p.HV, (work + 1) * kThreads));
+  gate_block(p, work * kThreads, kThreads);
   return true;
 }
 
@@ -701,7 +704,6 @@ int64_t units_per_block(int64_t units, int64_t per_iteration) {
   return per_iteration * std::max<int64_t>(1, (iterations + kMaxBlocksPerKind - 1) / kMaxBlocksPerKind);
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Returns false when the row-major fast path does not apply.
 template <typename T>
