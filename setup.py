@@ -1,7 +1,12 @@
 """Builds gdn_ext._C: the op's schema and CPU kernel always, the CUDA kernel
 when a CUDA toolkit and a CUDA build of torch are both present.
 
-    pip install --no-build-isolation .        # or -e . for development
+    pip install .                             # in an isolated build environment
+    pip install --no-build-isolation .        # against the installed torch (or -e .)
+
+The library uses only PyTorch's stable ABI, targeting torch 2.10
+(TORCH_TARGET_VERSION), so it loads on every torch from 2.10 on, whichever
+torch it was built with.
 
 Environment: CUDA_HOME (found automatically when unset), TORCH_CUDA_ARCH_LIST
 (default with no GPU visible: 8.0;9.0;10.0+PTX), GDN_EXT_CPU_ONLY=1 to skip
@@ -16,6 +21,11 @@ from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_ARCH_LIST = "8.0;9.0;10.0+PTX"
+# The oldest torch the library loads on: its stable-ABI version, and the
+# CPython that torch needs first (the wheel's limited-API tag).
+TORCH_TARGET_VERSION = "0x020a000000000000"  # 2.10
+OLDEST_TORCH = "2.10"
+OLDEST_PYTHON = "cp310"
 
 
 def log(msg):
@@ -57,41 +67,25 @@ def cuda_build_plan():
     return True, f"nvcc in {home}, torch CUDA {torch.version.cuda}, arch list {arch}"
 
 
-def loaded_shared_library(prefix):
-    """The shared library named prefix* that this Python process (and so
-    torch) runs with, or None.
+def loaded_libstdcxx():
+    """The libstdc++ that this Python process (and so torch) runs with, or None.
 
     Linking it by path keeps it shared, and the same copy torch uses, even
     where the compiler only finds a static archive (the GPU image's
     CXX=/opt/gcc/bin/g++ wrapper does). A private static libstdc++ inside the
     extension has uninitialised locale facets, and formatting the first
-    TORCH_CHECK message segfaults; a private libgomp would be a second
-    OpenMP thread pool beside torch's."""
-    import torch  # noqa: F401 - loads libstdc++ and libgomp if nothing has yet
+    check's message segfaults; its exceptions would not be torch's either."""
+    import torch  # noqa: F401 - loads libstdc++ if nothing has yet
 
     try:
         with open("/proc/self/maps") as maps:
             for line in maps:
                 path = line.split()[-1]
-                if os.path.basename(path).startswith(prefix) and os.path.exists(path):
+                if os.path.basename(path).startswith("libstdc++.so") and os.path.exists(path):
                     return path
     except OSError:
         pass
     return None
-
-
-def openmp_flags():
-    """(compile flags, link args) for at::parallel_for. ATen's OpenMP backend
-    is a `#pragma omp parallel` in a header, so without -fopenmp the CPU
-    kernel silently runs on one thread."""
-    import torch
-
-    if not torch.backends.openmp.is_available() or sys.platform == "darwin":
-        return [], []
-    libgomp = loaded_shared_library("libgomp")
-    if libgomp is None:
-        return ["-fopenmp"], ["-fopenmp"]
-    return ["-fopenmp"], [libgomp]
 
 
 def extensions():
@@ -102,18 +96,18 @@ def extensions():
     log(("building with CUDA: " if use_cuda else "building CPU-only: ") + reason)
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) +
                      glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
-    # The library registers its op through TORCH_LIBRARY and uses no CPython
-    # API, so one build serves every CPython >= 3.9.
-    # at::vec's headers (the CPU kernel) carry `#pragma unroll`, unknown to GCC.
-    omp_compile, omp_link = openmp_flags()
-    extra = {"cxx": ["-O3", "-Wno-unknown-pragmas"] + omp_compile}
-    libstdcxx = loaded_shared_library("libstdc++.so")
+    # The library registers its op through STABLE_TORCH_LIBRARY and uses no
+    # CPython API, so one build serves every CPython the supported torches
+    # run on. USE_CUDA declares the CUDA shims (the current stream).
+    stable = [f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"] + (["-DUSE_CUDA"] if use_cuda else [])
+    extra = {"cxx": ["-O3"] + stable}
+    libstdcxx = loaded_libstdcxx()
     kwargs = dict(name="gdn_ext._C", py_limited_api=True,
-                  extra_link_args=([libstdcxx] if libstdcxx else []) + omp_link)
+                  extra_link_args=[libstdcxx] if libstdcxx else [])
     if use_cuda:
         sources += sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
         # No --use_fast_math: the gate needs accurate expf/log1pf (SPEC.md).
-        extra["nvcc"] = ["-O3", "-lineinfo"]
+        extra["nvcc"] = ["-O3", "-lineinfo"] + stable
         return [CUDAExtension(sources=sources, extra_compile_args=extra, **kwargs)]
     return [CppExtension(sources=sources, extra_compile_args=extra, **kwargs)]
 
@@ -129,9 +123,9 @@ def main():
         packages=find_packages(include=["gdn_ext", "gdn_ext.*"]),
         ext_modules=ext_modules,
         cmdclass={"build_ext": BuildExtension},
-        options={"bdist_wheel": {"py_limited_api": "cp39"}},
-        python_requires=">=3.9",
-        install_requires=["torch>=2.6"],
+        options={"bdist_wheel": {"py_limited_api": OLDEST_PYTHON}},
+        python_requires=">=3.10",
+        install_requires=[f"torch>={OLDEST_TORCH}"],
     )
 
 

@@ -11,9 +11,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
 #include "post_conv_prep.h"
 
 #if defined(__CUDACC__)
@@ -25,9 +22,9 @@
 namespace gdn {
 
 // The gate math below is written once for a number type F: float (the CUDA
-// kernel, one lane per thread) or at::vec::Vectorized<float> (the CPU
-// kernel, a vector of lanes). GateMath<F> supplies the few operations whose
-// spelling differs; the CPU kernel specialises it for its Vectorized<float>.
+// kernel, one lane per thread) or the CPU kernel's float vector (cpu/vec.h,
+// a vector of lanes). GateMath<F> supplies the few operations whose
+// spelling differs; the CPU kernel specialises it for its vector.
 template <typename F>
 struct GateMath;
 

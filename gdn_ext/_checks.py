@@ -52,10 +52,33 @@ def check_args(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_
     return L, HV
 
 
+OUTPUT_NAMES = ("q", "k", "v", "g", "beta")
+
+
+def output_layout(conv_output, L, H, HV, K, V):
+    """(name, shape, dtype) of the op's five outputs, as SPEC.md lays them out."""
+    act, f32 = conv_output.dtype, torch.float32
+    return tuple(zip(OUTPUT_NAMES, ((L, H, K), (L, H, K), (L, HV, V), (L, HV), (L, HV)),
+                     (act, act, act, f32, f32)))
+
+
 def empty_outputs(conv_output, L, H, HV, K, V):
-    """The op's five outputs, uninitialised, as SPEC.md lays them out."""
-    act = dict(dtype=conv_output.dtype, device=conv_output.device)
-    f32 = dict(dtype=torch.float32, device=conv_output.device)
-    return (conv_output.new_empty((L, H, K), **act), conv_output.new_empty((L, H, K), **act),
-            conv_output.new_empty((L, HV, V), **act), conv_output.new_empty((L, HV), **f32),
-            conv_output.new_empty((L, HV), **f32))
+    """The op's five outputs, uninitialised and contiguous."""
+    return tuple(conv_output.new_empty(shape, dtype=dtype)
+                 for _, shape, dtype in output_layout(conv_output, L, H, HV, K, V))
+
+
+def check_outputs(conv_output, A_log, H, K, V, out):
+    """Validates the .out variant's five tensors (shape, dtype, device; any
+    strides). Run after check_args, as csrc/post_conv_prep.cpp runs them."""
+    if not isinstance(out, (tuple, list)) or len(out) != 5:
+        _fail("out must be a tuple of five tensors (q, k, v, g, beta)")
+    L, HV = conv_output.shape[0], A_log.shape[0]
+    for t, (name, shape, dtype) in zip(out, output_layout(conv_output, L, H, HV, K, V)):
+        if tuple(t.shape) != shape:
+            _fail(f"out {name} must have shape {list(shape)}, but got {list(t.shape)}")
+        if t.dtype != dtype:
+            _fail(f"out {name} must have dtype {dtype}, but got {t.dtype}")
+        if t.device != conv_output.device:
+            _fail(f"out {name} must be on conv_output's device {conv_output.device}, "
+                  f"but is on {t.device}")

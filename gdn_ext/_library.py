@@ -1,28 +1,39 @@
-"""Makes torch.ops.gdn.fused_post_conv_prep exist in every install.
+"""Makes torch.ops.gdn.fused_post_conv_prep (and its .out variant) exist in
+every install.
 
 * The compiled library (gdn_ext._C, or the file named by GDN_EXT_LIBRARY such
-  as a CMake build) declares the schema and registers its CPU kernel and, when
-  built with CUDA, its CUDA kernel.
+  as a CMake build) declares the schemas and registers its CPU kernel and,
+  when built with CUDA, its CUDA kernel. It uses only torch's stable ABI, so
+  it loads on every torch from 2.10 on.
 * Where the library has no CUDA kernel, the Triton kernel is registered for
   CUDA.
-* Where no library is present (or GDN_EXT_DISABLE_LIBRARY=1), the schema is
-  declared here and the float64 reference serves CPU.
+* Where no library is present, it cannot be loaded (a wheel for another CUDA
+  major version, a broken file: a warning names the file and the loader's
+  error), or GDN_EXT_DISABLE_LIBRARY=1, the schemas are declared here and the
+  float64 reference serves CPU.
 """
 import importlib.util
 import os
+import warnings
 
 import torch
 
+from ._checks import check_args, check_outputs
+
 NAMESPACE = "gdn"
 NAME = "fused_post_conv_prep"
+OUT_OVERLOAD = "out"
 QUALNAME = f"{NAMESPACE}::{NAME}"
-# Must equal the m.def() string in csrc/post_conv_prep.cpp;
-# tests/test_registration.py compares the two.
-SCHEMA = (
-    "(Tensor conv_output, Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, "
-    "int num_k_heads, int head_k_dim, int head_v_dim, bool apply_l2norm=True, "
-    "bool output_g_exp=False) -> (Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta)"
-)
+_ARGS = ("Tensor conv_output, Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, "
+         "int num_k_heads, int head_k_dim, int head_v_dim, bool apply_l2norm=True, "
+         "bool output_g_exp=False")
+# Must equal the m.def() strings in csrc/post_conv_prep.cpp;
+# tests/test_registration.py compares them.
+SCHEMA = f"({_ARGS}) -> (Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta)"
+# The .out variant returns nothing: torch.compile functionalizes a custom op's
+# mutations, but not outputs that alias its inputs.
+OUT_SCHEMA = (f"({_ARGS}, *, Tensor(a!) q, Tensor(b!) k, Tensor(c!) v, Tensor(d!) g, "
+              "Tensor(e!) beta) -> ()")
 
 
 def _library_path():
@@ -35,16 +46,32 @@ def _library_path():
     return spec.origin if spec is not None else None
 
 
-def _has_kernel(key):
-    return torch._C._dispatch_has_kernel_for_dispatch_key(QUALNAME, key)
+def _has_kernel(key, overload=""):
+    name = QUALNAME + (f".{overload}" if overload else "")
+    return torch._C._dispatch_has_kernel_for_dispatch_key(name, key)
+
+
+def _load(path):
+    """Loads the library; None on success, else the loader's error (warned once)."""
+    try:
+        torch.ops.load_library(path)
+    except (OSError, RuntimeError) as exc:
+        # torch.ops.load_library re-raises the loader's error (dlopen's
+        # message: the missing symbol, the bad header) as its cause.
+        cause = exc.__cause__ or exc.__context__
+        error = f"{type(exc).__name__}: {exc}" + (f" ({cause})" if cause else "")
+        warnings.warn(f"gdn_ext: the compiled library {path} could not be loaded ({error}); "
+                      "using the Triton kernel for CUDA and the float64 reference for CPU",
+                      RuntimeWarning, stacklevel=3)
+        return error
+    return None
 
 
 LIBRARY_PATH = _library_path()
-if LIBRARY_PATH is not None:
-    torch.ops.load_library(LIBRARY_PATH)
-
+#: Why the compiled library is not in use (None when it is, or when there is none).
+LIBRARY_ERROR = _load(LIBRARY_PATH) if LIBRARY_PATH is not None else None
 #: True when the compiled library is loaded (its CPU kernel is the "cpu" backend).
-HAS_COMPILED_LIBRARY = LIBRARY_PATH is not None
+HAS_COMPILED_LIBRARY = LIBRARY_PATH is not None and LIBRARY_ERROR is None
 #: True when the compiled library carries the handwritten CUDA kernel.
 HAS_CUDA_KERNEL = HAS_COMPILED_LIBRARY and _has_kernel("CUDA")
 
@@ -52,7 +79,21 @@ _fallbacks = []  # keeps the Python registrations alive
 if not HAS_COMPILED_LIBRARY:
     _lib = torch.library.Library(NAMESPACE, "DEF")
     _lib.define(NAME + SCHEMA)
+    _lib.define(f"{NAME}.{OUT_OVERLOAD}{OUT_SCHEMA}")
     _fallbacks.append(_lib)
+
+
+def out_variant(functional):
+    """The .out implementation of a functional backend: its outputs, copied
+    into the given tensors (any strides)."""
+    def impl(*args, q, k, v, g, beta):
+        out = (q, k, v, g, beta)
+        check_args(*args[:8])
+        check_outputs(args[0], args[3], *args[5:8], out)
+        for dst, src in zip(out, functional(*args)):
+            dst.copy_(src)
+    return impl
+
 
 _impl = torch.library.Library(NAMESPACE, "IMPL")
 _fallbacks.append(_impl)
@@ -60,6 +101,7 @@ if not _has_kernel("CPU"):
     from .reference import reference_backend
 
     _impl.impl(NAME, reference_backend, "CPU")
+    _impl.impl(f"{NAME}.{OUT_OVERLOAD}", out_variant(reference_backend), "CPU")
 
 try:
     from .triton_kernel import post_conv_prep_triton
@@ -71,3 +113,4 @@ except Exception as exc:  # noqa: BLE001 - any import failure means no Triton
 
 if not HAS_CUDA_KERNEL and post_conv_prep_triton is not None:
     _impl.impl(NAME, post_conv_prep_triton, "CUDA")
+    _impl.impl(f"{NAME}.{OUT_OVERLOAD}", out_variant(post_conv_prep_triton), "CUDA")

@@ -1,11 +1,12 @@
-"""The Python API of the op: a wrapper with a backend switch, and the fake
-(meta) implementation that lets torch.compile(fullgraph=True) trace it."""
+"""The Python API of the op: a wrapper with a backend switch and `out=`, and
+the fake (meta) implementations that let torch.compile(fullgraph=True) trace
+the op and its .out variant."""
 import os
 
 import torch
 
 from . import _library
-from ._checks import check_args, empty_outputs
+from ._checks import OUTPUT_NAMES, check_args, check_outputs, empty_outputs
 from .reference import reference_backend
 
 BACKENDS = ("auto", "cuda", "triton", "cpu", "reference")
@@ -18,6 +19,13 @@ def _fake(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim
     return empty_outputs(conv_output, L, num_k_heads, HV, head_k_dim, head_v_dim)
 
 
+@torch.library.register_fake(f"{_library.QUALNAME}.{_library.OUT_OVERLOAD}")
+def _fake_out(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim,
+              apply_l2norm=True, output_g_exp=False, *, q, k, v, g, beta):
+    check_args(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim)
+    check_outputs(conv_output, A_log, num_k_heads, head_k_dim, head_v_dim, (q, k, v, g, beta))
+
+
 def backend_unavailable_reason(backend, device):
     """None when `backend` can run on tensors of `device` here, else why not."""
     device = torch.device(device)
@@ -27,14 +35,16 @@ def backend_unavailable_reason(backend, device):
         if not _library.HAS_CUDA_KERNEL:
             return ("backend 'cuda' is not available: gdn_ext was built without its CUDA kernel"
                     if _library.HAS_COMPILED_LIBRARY else
-                    "backend 'cuda' is not available: the compiled gdn_ext library is not present")
+                    "backend 'cuda' is not available: the compiled gdn_ext library is not present"
+                    + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
         if not torch.cuda.is_available():
             return "backend 'cuda' is not available: no CUDA device is visible"
         if device.type != "cuda":
             return f"backend 'cuda' needs CUDA tensors, but conv_output is on {device}"
     elif backend == "cpu":
         if not _library.HAS_COMPILED_LIBRARY:
-            return "backend 'cpu' is not available: the compiled gdn_ext library is not present"
+            return ("backend 'cpu' is not available: the compiled gdn_ext library is not present"
+                    + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
         if device.type != "cpu":
             return f"backend 'cpu' needs CPU tensors, but conv_output is on {device}"
     elif backend == "triton":
@@ -55,7 +65,8 @@ def available_backends(device):
 
 
 def fused_post_conv_prep(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim,
-                         head_v_dim, apply_l2norm=True, output_g_exp=False, *, backend="auto"):
+                         head_v_dim, apply_l2norm=True, output_g_exp=False, *, backend="auto",
+                         out=None):
     """Split a GDN layer's conv output into per-head q, k, v and compute g, beta.
 
     Args:
@@ -66,6 +77,9 @@ def fused_post_conv_prep(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_
         output_g_exp: return exp(g) instead of g.
         backend: "auto" (the registered kernel for the tensors' device),
             "cuda", "triton", "cpu" or "reference" (float64, rounded once).
+        out: optional (q, k, v, g, beta) tensors to write into, of the shapes
+            and dtypes below and any strides (a serving engine's reused
+            buffers); they are returned. Saves the five allocations.
 
     Returns:
         q, k: [L, H, K]; v: [L, HV, V] in conv_output's dtype; g, beta: [L, HV]
@@ -73,14 +87,22 @@ def fused_post_conv_prep(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_
     """
     args = (conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim,
             apply_l2norm, output_g_exp)
-    if backend in ("auto", "cuda", "cpu"):
-        reason = None if backend == "auto" else backend_unavailable_reason(backend, conv_output.device)
+    if backend != "auto":
+        reason = backend_unavailable_reason(backend, conv_output.device)
         if reason is not None:
             raise ValueError(_library.QUALNAME + ": " + reason)
-        return torch.ops.gdn.fused_post_conv_prep.default(*args)
-    reason = backend_unavailable_reason(backend, conv_output.device)
-    if reason is not None:
-        raise ValueError(_library.QUALNAME + ": " + reason)
-    if backend == "triton":
-        return _library.post_conv_prep_triton(*args)
-    return reference_backend(*args)
+    if out is not None:
+        if not isinstance(out, (tuple, list)) or len(out) != len(OUTPUT_NAMES):
+            raise ValueError(_library.QUALNAME + ": out must be a tuple of five tensors "
+                             "(q, k, v, g, beta)")
+        out = dict(zip(OUTPUT_NAMES, out))
+    if backend in ("auto", "cuda", "cpu"):
+        if out is None:
+            return torch.ops.gdn.fused_post_conv_prep.default(*args)
+        torch.ops.gdn.fused_post_conv_prep.out(*args, **out)
+    else:
+        functional = _library.post_conv_prep_triton if backend == "triton" else reference_backend
+        if out is None:
+            return functional(*args)
+        _library.out_variant(functional)(*args, **out)
+    return tuple(out.values())

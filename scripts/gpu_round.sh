@@ -2,7 +2,8 @@
 # One round on a GPU machine (the device tool's): build, benchmark, tests, each
 # under its own time limit so that the round fits one device call. Logs and
 # results go to $OUT (the device tool's folder that comes back), else
-# build/round. Arguments: which steps, in order (default: bench tests).
+# build/round. Arguments: which steps, in order (default: bench tests):
+# build, bench, tests, wheel_tests, host, pdl, ncu, sanitizer.
 #   BENCH_TIMEOUT, TEST_TIMEOUT (s); BENCH_ARGS, TEST_ARGS: extra arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,13 @@ for step in "${steps[@]}"; do
       # shellcheck disable=SC2086
       timeout "${TEST_TIMEOUT:-300}" bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
         | tee "$OUT/tests.log" | grep -v -E '^[.sF]+ +\[' ;;
+    wheel_tests)  # the wheel in build/wheel (built on another machine), installed unchanged
+      # shellcheck disable=SC2086
+      GDN_EXT_WHEEL="$(ls build/wheel/gdn_ext-*.whl)" timeout "${TEST_TIMEOUT:-300}" \
+        bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
+        | tee "$OUT/wheel_tests.log" | grep -v -E '^[.sF]+ +\[' ;;
+    host)  # eager host time: fresh outputs, out=, the empty op
+      timeout 300 python3 benchmarks/bench_host.py --json "$OUT/host.json" 2>&1 | tee "$OUT/host.log" ;;
     pdl)  # the CUDA op with and without programmatic dependent launch
       for flag in 0 1; do
         echo "## GDN_EXT_DISABLE_PDL=$flag"

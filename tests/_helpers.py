@@ -9,6 +9,16 @@ import gdn_ext
 from gdn_ext.ops import backend_unavailable_reason
 
 HAS_GPU = torch.cuda.is_available()
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def subprocess_env(**extra):
+    """The environment for a Python subprocess of a test (run with cwd=TESTS):
+    it imports the gdn_ext this process imported (the checkout's, or an
+    installed wheel's), and these tests' helpers."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(gdn_ext.__file__)))
+    path = [package_parent, TESTS] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(path), **extra)
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 requires_gpu = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU (none visible here)")
 

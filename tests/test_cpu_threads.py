@@ -1,6 +1,6 @@
-"""The CPU kernel runs on every thread torch is given. ATen's OpenMP
-backend is a `#pragma omp parallel` in a header, so a library compiled
-without -fopenmp still works, on one thread: nothing but this test notices.
+"""The CPU kernel runs on every thread torch is given (through
+torch::stable::parallel_for, torch's own thread pool). A kernel that ran on
+one thread would still give right answers: nothing but this test notices.
 The check: while only the op runs, at least two threads of the process
 accumulate CPU time (Linux's per-thread counters, in clock ticks)."""
 import os

@@ -10,19 +10,43 @@ import pytest
 import torch
 
 import gdn_ext
-from _helpers import HAS_GPU, Inputs, check_against_reference, requires_gpu
+from _helpers import HAS_GPU, TESTS, Inputs, check_against_reference, requires_gpu, subprocess_env
 from gdn_ext import _library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_schema_is_the_one_declared_in_cpp():
-    schema = str(torch.ops.gdn.fused_post_conv_prep.default._schema)
-    assert schema == _library.QUALNAME + _library.SCHEMA
-    if _library.HAS_COMPILED_LIBRARY:
-        with open(os.path.join(ROOT, "csrc", "post_conv_prep.cpp")) as f:
-            src = "".join(line.strip().strip('"') for line in f if line.strip().startswith('"'))
-        assert _library.NAME + _library.SCHEMA in src.replace('""', "")
+def test_schemas_are_the_ones_declared_in_cpp():
+    op = torch.ops.gdn.fused_post_conv_prep
+    assert str(op.default._schema) == _library.QUALNAME + _library.SCHEMA
+    assert str(op.out._schema) == f"{_library.QUALNAME}.out{_library.OUT_SCHEMA}"
+    with open(os.path.join(ROOT, "csrc", "post_conv_prep.cpp")) as f:
+        src = "".join(line.strip().strip('"') for line in f if line.strip().startswith('"'))
+    src = src.replace('""', "")
+    assert _library.NAME + _library.SCHEMA in src
+    assert f"{_library.NAME}.out{_library.OUT_SCHEMA}" in src
+
+
+def torch_cxx_symbols_needed(path):
+    """The C++ symbols of torch (c10::, at::, torch:: outside the header-only
+    stable API) that the shared library at `path` needs from elsewhere: a
+    library that needs any loads only on the torch it was built with."""
+    nm = subprocess.run(["nm", "-D", "--undefined-only", "--demangle", path],
+                        capture_output=True, text=True, check=True).stdout
+    return [line.split(maxsplit=1)[-1] for line in nm.splitlines()
+            if any(ns in line for ns in ("c10::", "at::", "torch::", "caffe2::"))]
+
+
+@pytest.mark.skipif(shutil.which("nm") is None, reason="nm (binutils) not installed")
+def test_library_uses_only_the_stable_abi():
+    """One binary for every torch from 2.10: the library calls torch only
+    through the stable C shims (aoti_torch_*, torch_*)."""
+    if not _library.HAS_COMPILED_LIBRARY:
+        pytest.skip(f"no compiled library loaded ({_library.LIBRARY_ERROR or 'none built'})")
+    assert torch_cxx_symbols_needed(_library.LIBRARY_PATH) == []
+    nm = subprocess.run(["nm", "-D", "--undefined-only", _library.LIBRARY_PATH],
+                        capture_output=True, text=True, check=True).stdout
+    assert "aoti_torch_empty_strided" in nm  # the check above reads real output
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_gpu)])
@@ -57,15 +81,14 @@ def test_torch_compile_fullgraph(device, mode):
 
 
 def _run_python(code, env_extra):
-    env = dict(os.environ, **env_extra)
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=TESTS,
+                          env=subprocess_env(**env_extra), capture_output=True, text=True,
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 CHECK_OP = """
-    import sys; sys.path.insert(0, "tests")
     import torch, gdn_ext
     from gdn_ext import _library
     from _helpers import Inputs, check_against_reference
@@ -84,6 +107,36 @@ def test_without_compiled_library_the_op_still_exists():
     assert "compiled False cuda False" in out and "ok cpu" in out
     if HAS_GPU:
         assert "ok cuda" in out
+
+
+BROKEN_LIBRARY_C = "extern void gdn_missing_symbol(void); void gdn_call(void) { gdn_missing_symbol(); }\n"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build a broken library")
+def test_a_library_that_cannot_load_warns_and_falls_back(tmp_path):
+    """A wheel for another CUDA major version, or a broken file: import
+    gdn_ext still works, warns once naming the file and the loader's error,
+    and the op runs on the fallbacks."""
+    garbage = tmp_path / "garbage.so"
+    garbage.write_bytes(b"not an ELF file, and long enough that the loader reads its header" * 16)
+    source = tmp_path / "undefined.c"
+    source.write_text(BROKEN_LIBRARY_C)
+    undefined = tmp_path / "undefined.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-Wl,-z,now", str(source), "-o", str(undefined)],
+                   check=True)
+    code = """
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import gdn_ext
+    print("warnings", len(caught), caught[0].message if caught else "")
+    """ + CHECK_OP
+    for path, error in ((garbage, "invalid ELF header"), (undefined, "gdn_missing_symbol")):
+        out = _run_python(code, {"GDN_EXT_LIBRARY": str(path)})
+        assert "warnings 1 gdn_ext: the compiled library " + str(path) in out, out
+        assert error in out and "compiled False cuda False" in out and "ok cpu" in out, out
+        if HAS_GPU:
+            assert "ok cuda" in out
 
 
 def _cuda_toolchain_present():
@@ -127,5 +180,7 @@ def test_cmake_build_loads_and_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     libs = [f for f in os.listdir(build) if f.startswith("libgdn_ext") and f.endswith(".so")]
     assert libs, os.listdir(build)
+    if shutil.which("nm"):
+        assert torch_cxx_symbols_needed(os.path.join(build, libs[0])) == []
     out = _run_python(CHECK_OP, {"GDN_EXT_LIBRARY": os.path.join(build, libs[0])})
     assert f"compiled True cuda {cuda == 'ON'}" in out and "ok cpu" in out

@@ -1,7 +1,8 @@
 // The CPU row kernel, compiled once per instruction set the way ATen's own
-// CPU kernels are (DEFAULT, AVX2, AVX512), and chosen at run time from
-// at::get_cpu_capability(), which honours ATEN_CPU_CAPABILITY. Each copy lives
-// in a namespace named for its instruction set, as at::vec's does.
+// CPU kernels are (DEFAULT, AVX2, AVX512), and chosen at run time from what
+// the CPU supports; GDN_CPU_CAPABILITY (else ATEN_CPU_CAPABILITY, as ATen
+// reads it) can lower the choice. Each copy lives in a namespace named for
+// its instruction set.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
-// The row kernel for AVX512 (F, BW, VL and DQ with FMA: PyTorch's AVX512).
-// GCC 12's AVX-512 intrinsics read a deliberately undefined register
-// (_mm512_undefined_*), which -W(maybe-)uninitialized reports once inlined.
+// The row kernel for AVX512 (F, BW, VL and DQ with FMA: PyTorch's AVX512):
+// 64-byte vectors. GCC 12's AVX-512 intrinsics read a deliberately undefined
+// register (_mm512_undefined_*), which -W(maybe-)uninitialized reports once
+// inlined.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "post_conv_prep_cpu.h"
@@ -8,20 +9,9 @@
 #include "baseline_includes.h"
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,bmi,bmi2")
-// The target pragma enables the instructions but defines none of the
-// __AVX*__ macros, and sleef.h (at::vec's exp, log1p, ...) declares its
-// vector functions only under them.
-#if !defined(__AVX512F__)
-#define __AVX__ 1
-#define __AVX2__ 1
-#define __AVX512F__ 1
-#include <sleef.h>
-#undef __AVX512F__
-#undef __AVX2__
-#undef __AVX__
-#endif
 #define CPU_CAPABILITY AVX512
 #define CPU_CAPABILITY_AVX512
+#define GDN_VEC_BYTES 64
 #include "post_conv_prep_cpu_rows.h"
 #pragma GCC pop_options
 #endif

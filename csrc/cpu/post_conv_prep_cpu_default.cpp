@@ -1,5 +1,7 @@
-// The row kernel for any CPU (at::vec's generic Vectorized).
+// The row kernel for any CPU: 16-byte vectors (SSE2 on x86-64), float16
+// converted one element at a time.
 #define CPU_CAPABILITY DEFAULT
 #define CPU_CAPABILITY_DEFAULT
+#define GDN_VEC_BYTES 16
 #include "baseline_includes.h"
 #include "post_conv_prep_cpu_rows.h"

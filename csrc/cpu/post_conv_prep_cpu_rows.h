@@ -1,151 +1,89 @@
-// The CPU row kernel, written once against at::vec::Vectorized. Each of
-// post_conv_prep_cpu_{default,avx2,avx512}.cpp defines CPU_CAPABILITY (and
-// sets the target) and includes this file once, which puts one copy per ISA
-// in gdn::cpu::<ISA>.
+// The CPU row kernel, written once against the vector layer (vec.h). Each of
+// post_conv_prep_cpu_{default,avx2,avx512}.cpp defines CPU_CAPABILITY and
+// GDN_VEC_BYTES (and sets the target) and includes this file once, which
+// puts one copy per ISA in gdn::cpu::<ISA>.
 //
 // Every path, row-major or not, normalises a head through the same
 // function on K contiguous elements, so q and k are bit-identical whatever
 // the input layout (SPEC.md: a view gives the same result as its contiguous
 // copy).
-// at::vec's inline functions return vector types by value, which -Wpsabi
-// reports; the warning says nothing about this file.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"
-#include <ATen/cpu/vec/functional.h>
-#include <ATen/cpu/vec/vec.h>
-#pragma GCC diagnostic pop
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
 
-namespace gdn {
-
-// The gate math (post_conv_prep_math.h) on a vector of lanes. exp and log1p
-// are Sleef's 1-ulp versions on AVX2/AVX512 and the C library's otherwise.
-template <>
-struct GateMath<at::vec::Vectorized<float>> {
-  using Vec = at::vec::Vectorized<float>;
-  static Vec exp(const Vec& x) { return x.exp(); }
-  static Vec log1p(const Vec& x) { return x.log1p(); }
-  static Vec neg_abs(const Vec& x) { return x.abs().neg(); }
-  static Vec neg(const Vec& x) { return x.neg(); }
-  static Vec max0(const Vec& x) { return at::vec::maximum(x, Vec(0.f)); }
-  static Vec above_or(const Vec& x, float threshold, const Vec& otherwise) {
-    return Vec::blendv(otherwise, x, x > Vec(threshold));
-  }
-};
-
-}  // namespace gdn
+#include "post_conv_prep_cpu.h"
+#include "vec.h"
 
 namespace gdn::cpu {
 namespace CPU_CAPABILITY {
 namespace {
 
-using at::vec::Vectorized;
-using FloatVec = Vectorized<float>;
+// One step handles 16 elements, in 16 / kLanes vectors, whatever the
+// instruction set: the sum of squares then runs in 16 float lanes, so its
+// rounding error grows with n / 16 rather than n, which keeps float32 q/k
+// inside SPEC's bound for K in the hundreds.
+constexpr int64_t kChunk = 16;
+constexpr int kVecsPerChunk = kChunk / kLanes;
 
-// One step handles two float vectors' worth of elements: one Vectorized<T>
-// of a 16-bit type converts to exactly two float vectors.
-constexpr int64_t kFloatLanes = FloatVec::size();
-constexpr int64_t kChunk = 2 * kFloatLanes;
+template <typename T>
+struct Chunk {
+  FloatVec x[kVecsPerChunk];
+};
 
-// One full vector to out. A streaming store (kStream) writes the line
-// without first reading it for ownership, as a plain store does: on the
-// build machine a copy moves 38 GB/s with streaming stores and 27 GB/s
-// without (NOTES.md), and the op's outputs are half its bytes. at::vec has
-// no streaming store, so this is the one ISA intrinsic in the kernel.
-// Streaming stores need an address aligned to the vector; others store
-// plainly.
-template <bool kStream, typename V>
-inline void store_vec(typename V::value_type* out, const V& x) {
-#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-  if constexpr (kStream) {
-    if (reinterpret_cast<uintptr_t>(out) % sizeof(V) == 0) {
-#if defined(CPU_CAPABILITY_AVX512)
-      static_assert(sizeof(V) == sizeof(__m512i));
-      __m512i bits;
-      std::memcpy(&bits, &x, sizeof(bits));
-      _mm512_stream_si512(reinterpret_cast<__m512i*>(out), bits);
-#else
-      static_assert(sizeof(V) == sizeof(__m256i));
-      __m256i bits;
-      std::memcpy(&bits, &x, sizeof(bits));
-      _mm256_stream_si256(reinterpret_cast<__m256i*>(out), bits);
-#endif
-      return;
+// Elements [0, n) of x, n <= kChunk, as float; zeros past n.
+template <typename T>
+inline Chunk<T> load_chunk(const T* x, int64_t n) {
+  Chunk<T> c;
+  for (int i = 0; i < kVecsPerChunk; ++i) {
+    const int64_t m = n - i * kLanes;
+    c.x[i] = m >= kLanes ? load(x + i * kLanes) : m > 0 ? load(x + i * kLanes, m) : FloatVec(0.f);
+  }
+  return c;
+}
+
+// Rounds c * scale to T and stores elements [0, n) of it, n <= kChunk.
+template <bool kStream, typename T>
+inline void store_scaled_chunk(T* out, const Chunk<T>& c, const FloatVec& scale, int64_t n) {
+  for (int i = 0; i < kVecsPerChunk; ++i) {
+    const int64_t m = n - i * kLanes;
+    if (m >= kLanes) {
+      store<kStream>(out + i * kLanes, c.x[i] * scale);
+    } else if (m > 0) {
+      store(out + i * kLanes, c.x[i] * scale, m);
     }
   }
-#endif
-  x.store(out);
 }
 
-// Streaming stores are weakly ordered: each task fences its own before
-// at::parallel_for reports it done, so the caller sees every output.
-inline void fence_streaming_stores() {
-#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
-  _mm_sfence();
-#endif
-}
-
-// out[0, n) = x[0, n), with streaming stores where kStream.
+// out[0, n) = x[0, n), with streaming stores where kStream: the unaligned
+// head and the tail are copied plainly, the aligned middle streamed.
 template <bool kStream, typename T>
 inline void copy_elements(const T* x, T* out, int64_t n) {
-  if constexpr (!kStream) {
-    std::memcpy(out, x, n * sizeof(T));
+  size_t bytes = n * sizeof(T);
+  if constexpr (kStream) {
+    const char* src = reinterpret_cast<const char*>(x);
+    char* dst = reinterpret_cast<char*>(out);
+    const size_t head = std::min<size_t>(bytes, (kVecBytes - reinterpret_cast<uintptr_t>(dst) % kVecBytes) % kVecBytes);
+    std::memcpy(dst, src, head);
+    size_t i = head;
+    for (; i + kVecBytes <= bytes; i += kVecBytes) stream_raw(dst + i, load_raw<RawFloat>(src + i));
+    std::memcpy(dst + i, src + i, bytes - i);
   } else {
-    using V = Vectorized<T>;
-    int64_t i = 0;
-    for (; i + V::size() <= n; i += V::size()) store_vec<true>(out + i, V::loadu(x + i));
-    if (i < n) V::loadu(x + i, n - i).store(out + i, n - i);
+    std::memcpy(out, x, bytes);
   }
 }
 
-// Elements [0, n) of x, n <= kChunk, as two float vectors; zeros past n.
-template <typename T>
-inline std::tuple<FloatVec, FloatVec> load_chunk(const T* x, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (n == kChunk) return {FloatVec::loadu(x), FloatVec::loadu(x + kFloatLanes)};
-    return {FloatVec::loadu(x, std::min(n, kFloatLanes)),
-            n > kFloatLanes ? FloatVec::loadu(x + kFloatLanes, n - kFloatLanes)
-                            : FloatVec(0.f)};
-  } else {
-    static_assert(Vectorized<T>::size() == kChunk);
-    return at::vec::convert_to_float<T>(n == kChunk ? Vectorized<T>::loadu(x)
-                                                    : Vectorized<T>::loadu(x, n));
-  }
-}
-
-// Rounds (lo, hi) to T and stores elements [0, n) of them, n <= kChunk.
-template <bool kStream, typename T>
-inline void store_chunk(T* out, const FloatVec& lo, const FloatVec& hi, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (n == kChunk) {
-      store_vec<kStream>(out, lo);
-      store_vec<kStream>(out + kFloatLanes, hi);
-      return;
-    }
-    lo.store(out, std::min(n, kFloatLanes));
-    if (n > kFloatLanes) hi.store(out + kFloatLanes, n - kFloatLanes);
-  } else {
-    const Vectorized<T> packed = at::vec::convert_from_float<T>(lo, hi);
-    if (n == kChunk) {
-      store_vec<kStream>(out, packed);
-    } else {
-      packed.store(out, n);
-    }
-  }
-}
-
-// Sum of squares in kChunk float lanes, then one fixed reduction: the
-// rounding error grows with n / kChunk rather than n, which keeps float32
-// q/k inside SPEC's bound for K in the hundreds.
+// Sum of squares in kChunk float lanes, then one fixed reduction.
 template <typename T>
 inline float sum_of_squares(const T* x, int64_t n) {
-  FloatVec acc_lo(0.f), acc_hi(0.f);
+  Chunk<T> acc;
+  for (int i = 0; i < kVecsPerChunk; ++i) acc.x[i] = FloatVec(0.f);
   for (int64_t i = 0; i < n; i += kChunk) {
-    auto [lo, hi] = load_chunk(x + i, std::min(kChunk, n - i));
-    acc_lo = at::vec::fmadd(lo, lo, acc_lo);
-    acc_hi = at::vec::fmadd(hi, hi, acc_hi);
+    const Chunk<T> c = load_chunk(x + i, std::min(kChunk, n - i));
+    for (int j = 0; j < kVecsPerChunk; ++j) acc.x[j] = acc.x[j] + c.x[j] * c.x[j];
   }
-  return at::vec::vec_reduce_all<float>(
-      [](const FloatVec& x, const FloatVec& y) { return x + y; }, acc_lo + acc_hi);
+  FloatVec total = acc.x[0];
+  for (int j = 1; j < kVecsPerChunk; ++j) total = total + acc.x[j];
+  return total.sum();
 }
 
 // out[0, n) = x[0, n) * scale, rounded to T.
@@ -153,8 +91,7 @@ template <bool kStream, typename T>
 inline void scale_head(const T* x, const FloatVec& scale, T* out, int64_t n) {
   for (int64_t i = 0; i < n; i += kChunk) {
     const int64_t m = std::min(kChunk, n - i);
-    auto [lo, hi] = load_chunk(x + i, m);
-    store_chunk<kStream>(out + i, lo * scale, hi * scale, m);
+    store_scaled_chunk<kStream>(out + i, load_chunk(x + i, m), scale, m);
   }
 }
 
@@ -189,8 +126,13 @@ void qk_heads(const T* x, int64_t x_step, T* out, int64_t out_step, int64_t coun
 // g and beta for rows [begin, end). Those are one contiguous span of the
 // [L, HV] outputs, so the gate math runs on full vectors whatever HV is; a
 // and b (any strides and dtypes) are first gathered as float.
+//
+// flatten: the gate templates (post_conv_prep_math.h) are defined before
+// this file's `#pragma GCC target`, so on their own they are compiled for
+// the baseline ISA, cannot inline this ISA's vector functions and would call
+// them across an ABI boundary. Inlined here, all of it is this ISA's code.
 template <bool kStream>
-void gates_of_rows(const PostConvPrepParams& p, int64_t begin, int64_t end) {
+__attribute__((flatten)) void gates_of_rows(const PostConvPrepParams& p, int64_t begin, int64_t end) {
   constexpr int64_t kSpan = 256;
   alignas(64) float x[kSpan], A_log[kSpan], b[kSpan];
   int64_t row = begin, hv = 0;
@@ -206,17 +148,16 @@ void gates_of_rows(const PostConvPrepParams& p, int64_t begin, int64_t end) {
         ++row;
       }
     }
-    for (int64_t i = 0; i < m; i += kFloatLanes) {
-      const int64_t n = std::min(kFloatLanes, m - i);
-      const FloatVec g =
-          decay_gate(FloatVec::loadu(x + i, n), FloatVec::loadu(A_log + i, n), p.output_g_exp);
-      const FloatVec beta = sigmoid(FloatVec::loadu(b + i, n));
-      if (n == kFloatLanes) {
-        store_vec<kStream>(p.g + e0 + i, g);
-        store_vec<kStream>(p.beta + e0 + i, beta);
+    for (int64_t i = 0; i < m; i += kLanes) {
+      const int64_t n = std::min<int64_t>(kLanes, m - i);
+      const FloatVec g = decay_gate(load(x + i, n), load(A_log + i, n), p.output_g_exp);
+      const FloatVec beta = sigmoid(load(b + i, n));
+      if (n == kLanes) {
+        store<kStream>(p.g + e0 + i, g);
+        store<kStream>(p.beta + e0 + i, beta);
       } else {
-        g.store(p.g + e0 + i, n);
-        beta.store(p.beta + e0 + i, n);
+        store(p.g + e0 + i, g, n);
+        store(p.beta + e0 + i, beta, n);
       }
     }
   }
@@ -321,14 +262,9 @@ void rows(const PostConvPrepParams& p, int64_t begin, int64_t end, bool stream_s
 
 void post_conv_prep_rows(const PostConvPrepParams& p, int64_t begin, int64_t end,
                          bool stream_stores) {
-  switch (p.conv_kind) {
-    case ScalarKind::kBFloat16:
-      return rows<c10::BFloat16>(p, begin, end, stream_stores);
-    case ScalarKind::kFloat16:
-      return rows<c10::Half>(p, begin, end, stream_stores);
-    default:
-      return rows<float>(p, begin, end, stream_stores);
-  }
+  dispatch_activation(p.conv_kind, [&](auto zero) {
+    rows<decltype(zero)>(p, begin, end, stream_stores);
+  });
 }
 
 }  // namespace CPU_CAPABILITY

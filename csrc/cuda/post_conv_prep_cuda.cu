@@ -27,12 +27,13 @@
 #include <limits>
 #include <string>
 
-// c10's CUDA headers only: ATen/cuda/CUDAContext.h would pull in the cuBLAS
-// and cuSPARSE headers, which a minimal toolkit (nvcc + cudart) lacks.
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
+#include <cuda_runtime.h>
+
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/library.h>
+#include <torch/csrc/stable/macros.h>
+#include <torch/headeronly/util/shim_utils.h>
 
 #include "../post_conv_prep.h"
 #include "../post_conv_prep_math.h"
@@ -668,12 +669,12 @@ bool programmatic_launch_allowed() {
   }();
   static std::atomic<int8_t> allowed[kMaxDevices] = {};  // 0: not read yet, 1: yes, -1: no
   int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
+  STD_CUDA_CHECK(cudaGetDevice(&device));
   if (disabled || device >= kMaxDevices) return false;
   int8_t state = allowed[device].load(std::memory_order_relaxed);
   if (state == 0) {
     cudaFuncAttributes attr;
-    C10_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
+    STD_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
     state = attr.ptxVersion >= 90 ? 1 : -1;
     allowed[device].store(state, std::memory_order_relaxed);
   }
@@ -692,8 +693,8 @@ void launch(int blocks, int64_t smem_bytes, cudaStream_t stream, const Args&... 
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   config.numAttrs = programmatic_launch_allowed<kKernel>() ? 1 : 0;
-  C10_CUDA_CHECK(cudaLaunchKernelEx(&config, kKernel, args...));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  STD_CUDA_CHECK(cudaLaunchKernelEx(&config, kKernel, args...));
+  STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // Units of work per block: whole iterations, and few enough blocks per kind
@@ -773,27 +774,23 @@ void launch_post_conv_prep(const PostConvPrepParams& p, cudaStream_t stream) {
   launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, stream, p);
 }
 
-PostConvPrepOutputs fused_post_conv_prep_cuda(
-    const at::Tensor& conv_output, const at::Tensor& a, const at::Tensor& b,
-    const at::Tensor& A_log, const at::Tensor& dt_bias, int64_t num_k_heads,
-    int64_t head_k_dim, int64_t head_v_dim, bool apply_l2norm,
-    bool output_g_exp) {
-  PostConvPrepParams p;
-  auto outputs = prepare_post_conv_prep(conv_output, a, b, A_log, dt_bias,
-                                        num_k_heads, head_k_dim, head_v_dim,
-                                        apply_l2norm, output_g_exp, &p);
-  if (p.L == 0) return outputs;
-  // Launch on the inputs' device, not the current one.
-  const c10::cuda::CUDAGuard device_guard(conv_output.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  GDN_DISPATCH_ACTIVATION_TYPES(conv_output.scalar_type(), "fused_post_conv_prep_cuda",
-                                [&] { launch_post_conv_prep<scalar_t>(p, stream); });
-  return outputs;
+void run_cuda(const PostConvPrepParams& p, const Tensor& conv_output) {
+  // Launch on the inputs' device, not the current one, and on that device's
+  // current stream. The stream comes from the C shim: a stable Stream's id()
+  // is an encoded id, not a cudaStream_t.
+  const int32_t device = conv_output.get_device_index();
+  const torch::stable::accelerator::DeviceGuard device_guard(device);
+  void* stream = nullptr;
+  TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
+  dispatch_activation(p.conv_kind, [&](auto zero) {
+    launch_post_conv_prep<decltype(zero)>(p, static_cast<cudaStream_t>(stream));
+  });
 }
 
 }  // namespace
 }  // namespace gdn
 
-TORCH_LIBRARY_IMPL(gdn, CUDA, m) {
-  m.impl("fused_post_conv_prep", &gdn::fused_post_conv_prep_cuda);
+STABLE_TORCH_LIBRARY_IMPL(gdn, CUDA, m) {
+  m.impl("fused_post_conv_prep", TORCH_BOX(&gdn::post_conv_prep_with<&gdn::run_cuda>));
+  m.impl("fused_post_conv_prep.out", TORCH_BOX(&gdn::post_conv_prep_out_with<&gdn::run_cuda>));
 }
