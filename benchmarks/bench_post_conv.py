@@ -25,8 +25,8 @@ import time
 
 import torch
 
-import gdn_ext
-from gdn_ext import reference_post_conv_prep, unfused_post_conv_prep
+# gdn_ext is imported where it is used: compare_libraries.py times other
+# builds of the library with this file's helpers, and gdn_ext would load its own.
 
 SHAPES = [(16, 32, 128, 128), (16, 64, 128, 128), (8, 16, 128, 128), (4, 8, 128, 128),
           (2, 4, 128, 128)]
@@ -72,6 +72,9 @@ def find_zentorch():
 
 def implementations(device):
     """{name: fn(conv, a, b, A_log, dt_bias, H, K, V)} and notes on absent peers."""
+    import gdn_ext
+    from gdn_ext import unfused_post_conv_prep
+
     impls, notes = {}, []
     compiled = torch.compile(unfused_post_conv_prep, fullgraph=True, dynamic=True)
     if device == "cuda":
@@ -348,6 +351,8 @@ def copy_ceiling(device):
 def parity(fn, inputs, H, K, V):
     """Max errors of one call against the float64 reference: q in units of
     the output's precision (relative), g and beta relative."""
+    from gdn_ext import reference_post_conv_prep
+
     out = fn(*inputs, H, K, V)
     ref = reference_post_conv_prep(*(t for t in inputs), H, K, V)
     q_err = ((out[0].double() - ref[0]).abs() / ref[0].abs().clamp_min(1e-3)).max().item()
@@ -369,6 +374,8 @@ def gate_sweep_inputs(H, HV, K, V, dtype, device):
 
 
 def run(args):
+    import gdn_ext
+
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     torch.manual_seed(0)
     impls, notes = implementations(device)

@@ -37,8 +37,8 @@ bool is_activation_dtype(ScalarType dt) {
   return dt == ScalarType::BFloat16 || dt == ScalarType::Half || dt == ScalarType::Float;
 }
 
-ScalarKind scalar_kind(const Tensor& t) {
-  switch (t.scalar_type()) {
+ScalarKind scalar_kind(ScalarType dtype) {
+  switch (dtype) {
     case ScalarType::BFloat16: return ScalarKind::kBFloat16;
     case ScalarType::Half: return ScalarKind::kFloat16;
     default: return ScalarKind::kFloat32;
@@ -71,14 +71,16 @@ void check_dim(const Tensor& t, const char* name, int64_t dim, const char* expec
                   ", but got a ", t.dim(), "-D tensor of shape ", shape_of(t));
 }
 
-void check_float_dtype(const Tensor& t, const char* name) {
-  STD_TORCH_CHECK(is_activation_dtype(t.scalar_type()), kOp, name,
+ScalarType check_float_dtype(const Tensor& t, const char* name) {
+  const ScalarType dtype = t.scalar_type();
+  STD_TORCH_CHECK(is_activation_dtype(dtype), kOp, name,
                   " must have dtype bfloat16, float16 or float32, but got ",
-                  torch::headeronly::toString(t.scalar_type()));
+                  torch::headeronly::toString(dtype));
+  return dtype;
 }
 
-void check_device(const Tensor& t, const char* name, const Tensor& conv_output) {
-  const DeviceOf want = device_of(conv_output), got = device_of(t);
+void check_device(const Tensor& t, const char* name, DeviceOf want) {
+  const DeviceOf got = device_of(t);
   STD_TORCH_CHECK(got == want, kOp, "all tensors must be on one device: conv_output is on ",
                   device_name(want), " but ", name, " is on ", device_name(got));
 }
@@ -87,13 +89,21 @@ void check_positive(int64_t value, const char* name) {
   STD_TORCH_CHECK(value > 0, kOp, name, " must be >= 1, but got ", value);
 }
 
-StridedInput strided_input(const Tensor& t) {
-  return {t.const_data_ptr(), t.stride(0), t.dim() > 1 ? t.stride(1) : 0, scalar_kind(t)};
+StridedInput strided_input(const Tensor& t, ScalarType dtype) {
+  return {t.const_data_ptr(), t.stride(0), t.dim() > 1 ? t.stride(1) : 0, scalar_kind(dtype)};
 }
 
-// Everything SPEC.md's "Bad input" lists; returns the params with the
-// inputs filled in and the outputs still null.
-PostConvPrepParams checked_params(const Tensor& conv_output, const Tensor& a, const Tensor& b,
+// The checked inputs: the params with the outputs still null, and what the
+// outputs are made from. Each tensor property is one call into torch's C
+// shim, so each is read once (host time per call, bench_host.py).
+struct CheckedCall {
+  PostConvPrepParams params;
+  DeviceOf device;        // conv_output's
+  ScalarType activation;  // conv_output's dtype
+};
+
+// Everything SPEC.md's "Bad input" lists.
+CheckedCall checked_call(const Tensor& conv_output, const Tensor& a, const Tensor& b,
                                   const Tensor& A_log, const Tensor& dt_bias, int64_t num_k_heads,
                                   int64_t head_k_dim, int64_t head_v_dim, bool apply_l2norm,
                                   bool output_g_exp) {
@@ -107,16 +117,17 @@ PostConvPrepParams checked_params(const Tensor& conv_output, const Tensor& a, co
   check_dim(A_log, "A_log", 1, "[HV]");
   check_dim(dt_bias, "dt_bias", 1, "[HV]");
 
-  check_float_dtype(conv_output, "conv_output");
-  check_float_dtype(a, "a");
-  check_float_dtype(b, "b");
-  check_float_dtype(A_log, "A_log");
-  check_float_dtype(dt_bias, "dt_bias");
+  const ScalarType activation = check_float_dtype(conv_output, "conv_output");
+  const ScalarType a_dtype = check_float_dtype(a, "a");
+  const ScalarType b_dtype = check_float_dtype(b, "b");
+  const ScalarType A_log_dtype = check_float_dtype(A_log, "A_log");
+  const ScalarType dt_bias_dtype = check_float_dtype(dt_bias, "dt_bias");
 
-  check_device(a, "a", conv_output);
-  check_device(b, "b", conv_output);
-  check_device(A_log, "A_log", conv_output);
-  check_device(dt_bias, "dt_bias", conv_output);
+  const DeviceOf device = device_of(conv_output);
+  check_device(a, "a", device);
+  check_device(b, "b", device);
+  check_device(A_log, "A_log", device);
+  check_device(dt_bias, "dt_bias", device);
 
   const int64_t L = conv_output.size(0);
   const int64_t H = num_k_heads, K = head_k_dim, V = head_v_dim;
@@ -146,14 +157,14 @@ PostConvPrepParams checked_params(const Tensor& conv_output, const Tensor& a, co
   p.conv = conv_output.const_data_ptr();
   p.conv_stride_row = conv_output.stride(0);
   p.conv_stride_feat = conv_output.stride(1);
-  p.conv_kind = scalar_kind(conv_output);
-  p.a = strided_input(a);
-  p.b = strided_input(b);
-  p.A_log = strided_input(A_log);
-  p.dt_bias = strided_input(dt_bias);
+  p.conv_kind = scalar_kind(activation);
+  p.a = strided_input(a, a_dtype);
+  p.b = strided_input(b, b_dtype);
+  p.A_log = strided_input(A_log, A_log_dtype);
+  p.dt_bias = strided_input(dt_bias, dt_bias_dtype);
   p.apply_l2norm = apply_l2norm;
   p.output_g_exp = output_g_exp;
-  return p;
+  return {p, device, activation};
 }
 
 // The shapes of q, k, v, g and beta, in that order, and whether each has
@@ -173,22 +184,30 @@ std::array<OutputSpec, 5> output_specs(const PostConvPrepParams& p) {
            {"beta", {p.L, p.HV, 0}, 2, false}}};
 }
 
+// The C shim's code of an output dtype.
+int32_t dtype_code(ScalarType dtype) {
+  switch (dtype) {
+    case ScalarType::BFloat16: return aoti_torch_dtype_bfloat16();
+    case ScalarType::Half: return aoti_torch_dtype_float16();
+    default: return aoti_torch_dtype_float32();
+  }
+}
+
 // An uninitialised contiguous tensor. aoti_torch_empty_strided calls
 // at::empty_strided directly; torch::stable::empty goes through the boxed
 // dispatcher, which costs a few microseconds more per call.
-Tensor empty_like_spec(const OutputSpec& spec, const Tensor& conv_output) {
+Tensor empty_for(const OutputSpec& spec, const CheckedCall& call) {
   std::array<int64_t, 3> strides{};
   int64_t stride = 1;
   for (int64_t i = spec.dim - 1; i >= 0; --i) {
     strides[i] = stride;
     stride *= spec.shape[i];
   }
-  int32_t dtype = aoti_torch_dtype_float32();
-  if (spec.activation_dtype) TORCH_ERROR_CODE_CHECK(aoti_torch_get_dtype(conv_output.get(), &dtype));
-  const DeviceOf device = device_of(conv_output);
+  const int32_t dtype = dtype_code(spec.activation_dtype ? call.activation : ScalarType::Float);
   AtenTensorHandle handle = nullptr;
-  TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(spec.dim, spec.shape.data(), strides.data(), dtype,
-                                                  device.type, device.index, &handle));
+  TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(spec.dim, spec.shape.data(), strides.data(),
+                                                  dtype, call.device.type, call.device.index,
+                                                  &handle));
   return Tensor(handle);
 }
 
@@ -200,19 +219,21 @@ void set_outputs(PostConvPrepParams* p, const std::array<Tensor, 5>& out) {
   p->beta = static_cast<float*>(out[4].mutable_data_ptr());
 }
 
-void check_output(const Tensor& t, const OutputSpec& spec, const Tensor& conv_output) {
+void check_output(const Tensor& t, const OutputSpec& spec, const CheckedCall& call) {
   bool shape_ok = t.dim() == spec.dim;
   for (int64_t i = 0; shape_ok && i < spec.dim; ++i) shape_ok = t.size(i) == spec.shape[i];
   STD_TORCH_CHECK(shape_ok, kOp, "out ", spec.name, " must have shape ",
                   shape_text(spec.dim, [&](int64_t i) { return spec.shape[i]; }), ", but got ",
                   shape_of(t));
-  const ScalarType dtype = spec.activation_dtype ? conv_output.scalar_type() : ScalarType::Float;
-  STD_TORCH_CHECK(t.scalar_type() == dtype, kOp, "out ", spec.name, " must have dtype ",
-                  torch::headeronly::toString(dtype), ", but got ",
-                  torch::headeronly::toString(t.scalar_type()));
-  const DeviceOf want_device = device_of(conv_output), got = device_of(t);
-  STD_TORCH_CHECK(got == want_device, kOp, "out ", spec.name, " must be on conv_output's device ",
-                  device_name(want_device), ", but is on ", device_name(got));
+  const ScalarType want = spec.activation_dtype ? call.activation : ScalarType::Float;
+  const ScalarType dtype = t.scalar_type();
+  STD_TORCH_CHECK(dtype == want, kOp, "out ", spec.name, " must have dtype ",
+                  torch::headeronly::toString(want), ", but got ",
+                  torch::headeronly::toString(dtype));
+  const DeviceOf device = device_of(t);
+  STD_TORCH_CHECK(device == call.device, kOp, "out ", spec.name,
+                  " must be on conv_output's device ", device_name(call.device), ", but is on ",
+                  device_name(device));
 }
 
 }  // namespace
@@ -221,43 +242,40 @@ PostConvPrepOutputs post_conv_prep(const Tensor& conv_output, const Tensor& a, c
                                    const Tensor& A_log, const Tensor& dt_bias, int64_t num_k_heads,
                                    int64_t head_k_dim, int64_t head_v_dim, bool apply_l2norm,
                                    bool output_g_exp, PostConvPrepKernel kernel) {
-  PostConvPrepParams p = checked_params(conv_output, a, b, A_log, dt_bias, num_k_heads,
-                                        head_k_dim, head_v_dim, apply_l2norm, output_g_exp);
-  const auto specs = output_specs(p);
-  std::array<Tensor, 5> out{empty_like_spec(specs[0], conv_output),
-                            empty_like_spec(specs[1], conv_output),
-                            empty_like_spec(specs[2], conv_output),
-                            empty_like_spec(specs[3], conv_output),
-                            empty_like_spec(specs[4], conv_output)};
-  set_outputs(&p, out);
-  if (p.L > 0) kernel(p, conv_output);
+  CheckedCall call = checked_call(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim,
+                                  head_v_dim, apply_l2norm, output_g_exp);
+  const auto specs = output_specs(call.params);
+  std::array<Tensor, 5> out{empty_for(specs[0], call), empty_for(specs[1], call),
+                            empty_for(specs[2], call), empty_for(specs[3], call),
+                            empty_for(specs[4], call)};
+  set_outputs(&call.params, out);
+  if (call.params.L > 0) kernel(call.params, call.device.index);
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 
 void post_conv_prep_out(const Tensor& conv_output, const Tensor& a, const Tensor& b,
-                                       const Tensor& A_log, const Tensor& dt_bias,
-                                       int64_t num_k_heads, int64_t head_k_dim,
-                                       int64_t head_v_dim, bool apply_l2norm, bool output_g_exp,
-                                       Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
-                                       PostConvPrepKernel kernel) {
-  PostConvPrepParams p = checked_params(conv_output, a, b, A_log, dt_bias, num_k_heads,
-                                        head_k_dim, head_v_dim, apply_l2norm, output_g_exp);
-  const auto specs = output_specs(p);
+                        const Tensor& A_log, const Tensor& dt_bias, int64_t num_k_heads,
+                        int64_t head_k_dim, int64_t head_v_dim, bool apply_l2norm,
+                        bool output_g_exp, Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,
+                        PostConvPrepKernel kernel) {
+  CheckedCall call = checked_call(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim,
+                                  head_v_dim, apply_l2norm, output_g_exp);
+  const auto specs = output_specs(call.params);
   std::array<Tensor, 5> targets{q, k, v, g, beta};
   std::array<Tensor, 5> written = targets;
   std::array<bool, 5> copy_back{};
   for (size_t i = 0; i < targets.size(); ++i) {
-    check_output(targets[i], specs[i], conv_output);
+    check_output(targets[i], specs[i], call);
     // The kernels write the functional op's layout; anything else (a view
     // with padded rows, say) is written through a buffer.
     if (!targets[i].is_contiguous()) {
-      written[i] = empty_like_spec(specs[i], conv_output);
+      written[i] = empty_for(specs[i], call);
       copy_back[i] = true;
     }
   }
-  set_outputs(&p, written);
-  if (p.L > 0) {
-    kernel(p, conv_output);
+  set_outputs(&call.params, written);
+  if (call.params.L > 0) {
+    kernel(call.params, call.device.index);
     for (size_t i = 0; i < targets.size(); ++i) {
       if (copy_back[i]) torch::stable::copy_(targets[i], written[i]);
     }

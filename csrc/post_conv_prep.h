@@ -54,8 +54,8 @@ struct PostConvPrepParams {
 using PostConvPrepOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 // A backend's kernel: writes the outputs params points to, for L >= 1, on
-// the device of conv_output (and, on a GPU, its current stream).
-using PostConvPrepKernel = void (*)(const PostConvPrepParams& params, const Tensor& conv_output);
+// the inputs' device (and, on a GPU, that device's current stream).
+using PostConvPrepKernel = void (*)(const PostConvPrepParams& params, int32_t device_index);
 
 // The op: checks every argument against SPEC.md ("Bad input"), allocates
 // the five outputs on conv_output's device and runs `kernel` on them.

@@ -45,11 +45,11 @@ const Capability& capability() {
   return chosen;
 }
 
-void run_cpu(const PostConvPrepParams& p, const Tensor& conv_output) {
+void run_cpu(const PostConvPrepParams& p, int32_t /*device_index*/) {
   // About 64 KiB of input per task: enough to hide the task's start-up,
   // small enough to split short sequences across threads.
-  const int64_t row_bytes =
-      conv_output.size(1) * static_cast<int64_t>(conv_output.element_size()) + 8 * p.HV;
+  const int64_t element_bytes = p.conv_kind == ScalarKind::kFloat32 ? 4 : 2;
+  const int64_t row_bytes = (2 * p.H * p.K + p.HV * p.V) * element_bytes + 8 * p.HV;
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / row_bytes);
   const RowsKernel kernel = capability().kernel;
   // Outputs past a core's L2 (1-2 MiB on current server cores) would leave

@@ -774,11 +774,10 @@ void launch_post_conv_prep(const PostConvPrepParams& p, cudaStream_t stream) {
   launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, stream, p);
 }
 
-void run_cuda(const PostConvPrepParams& p, const Tensor& conv_output) {
+void run_cuda(const PostConvPrepParams& p, int32_t device) {
   // Launch on the inputs' device, not the current one, and on that device's
   // current stream. The stream comes from the C shim: a stable Stream's id()
   // is an encoded id, not a cudaStream_t.
-  const int32_t device = conv_output.get_device_index();
   const torch::stable::accelerator::DeviceGuard device_guard(device);
   void* stream = nullptr;
   TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
