@@ -22,7 +22,7 @@ CASES = [((16, 32, 128, 128), L, dtype, layout)
          for layout in ("row_major", "channel_first")]
 
 
-def child(path, host):
+def child(path, host, only):
     """Loads the library alone (not the gdn_ext package) and times every case."""
     import torch
 
@@ -42,6 +42,8 @@ def child(path, host):
     keep_freed_memory()
     times = {}
     for shape, L, dtype, layout in CASES:
+        if only and only not in f"{shape} L={L} {dtype} {layout}":
+            continue
         H, HV, K, V = shape
         sets = [make_inputs(L, H, HV, K, V, getattr(torch, dtype), "cpu", layout)
                 for _ in range(min(4, n_input_sets(L * (2 * H * K + HV * V) * 4)))]
@@ -55,18 +57,20 @@ def main():
     p.add_argument("libraries", nargs="*", help="name=path of a compiled gdn_ext library")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="write every round's numbers here")
+    p.add_argument("--cases", help="only the CPU cases whose name contains this")
     p.add_argument("--host", action="store_true",
                    help="eager host time per call at L = 1 instead (on the GPU if visible)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return child(args.child, args.host)
+        return child(args.child, args.host, args.cases)
     libraries = dict(item.split("=", 1) for item in args.libraries)
     rounds = {name: [] for name in libraries}
     for r in range(args.rounds):
         for name, path in libraries.items():
             out = subprocess.run([sys.executable, __file__, "--child", path]
-                                 + (["--host"] if args.host else []), check=True,
+                                 + (["--host"] if args.host else [])
+                                 + (["--cases", args.cases] if args.cases else []), check=True,
                                  capture_output=True, text=True).stdout
             rounds[name].append(json.loads(out.strip().splitlines()[-1]))
             print(f"# round {r + 1}: {name} done", flush=True)

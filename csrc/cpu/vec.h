@@ -105,12 +105,16 @@ struct FloatVec {
   friend FloatVec operator/(const FloatVec& x, const FloatVec& y) { return FloatVec(x.v / y.v); }
   FloatVec operator-() const { return FloatVec(-v); }
 
+  // The lanes' sum as a tree (lane i + lane i + width, width halving): a
+  // chain of log2(kLanes) additions instead of kLanes, which a head's
+  // normalisation waits on.
   float sum() const {
     float lanes[kLanes];
     store_raw(lanes, v);
-    float s = 0.f;
-    for (int i = 0; i < kLanes; ++i) s += lanes[i];
-    return s;
+    for (int width = kLanes / 2; width > 0; width /= 2) {
+      for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+    }
+    return lanes[0];
   }
 };
 
@@ -124,16 +128,40 @@ inline FloatVec where(const RawInt& mask, const FloatVec& x, const FloatVec& y) 
 // (rounded to nearest even). Partial ones (n < kLanes) read or write only
 // elements [0, n) and read zeros past n.
 
+// The widening and narrowing between 16- and 32-bit lanes: one instruction
+// each where the ISA has it (GCC's generic lowering of __builtin_convertvector
+// splits them into halves and shuffles).
+inline RawUInt widen(const RawU16& h) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return bitcast<RawUInt>(_mm512_cvtepu16_epi32(bitcast<__m256i>(h)));
+#elif defined(CPU_CAPABILITY_AVX2)
+  return bitcast<RawUInt>(_mm256_cvtepu16_epi32(bitcast<__m128i>(h)));
+#else
+  return __builtin_convertvector(h, RawUInt);
+#endif
+}
+
+// Each lane must hold a value below 2^16.
+inline RawU16 narrow(const RawUInt& x) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return bitcast<RawU16>(_mm512_cvtepi32_epi16(bitcast<__m512i>(x)));
+#elif defined(CPU_CAPABILITY_AVX2)
+  const __m256i v = bitcast<__m256i>(x);
+  return bitcast<RawU16>(_mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+#else
+  return __builtin_convertvector(x, RawU16);
+#endif
+}
+
 inline FloatVec bf16_bits_to_float(const RawU16& h) {
-  return FloatVec::from_bits(__builtin_convertvector(h, RawUInt) << 16);
+  return FloatVec::from_bits(widen(h) << 16);
 }
 
 inline RawU16 float_to_bf16_bits(const FloatVec& x) {
   const RawUInt bits = x.bits();
   const RawUInt rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
   // c10::BFloat16's NaN, so that both give the same bits.
-  const RawUInt out = (x.v != x.v) ? RawUInt{} + 0x7fc0u : rounded;
-  return __builtin_convertvector(out, RawU16);
+  return narrow((x.v != x.v) ? RawUInt{} + 0x7fc0u : rounded);
 }
 
 inline FloatVec half_bits_to_float(const RawU16& h) {

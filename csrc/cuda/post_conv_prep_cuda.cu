@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -651,6 +652,13 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
 // Host side: pick a kernel from the strides and launch it.
 
 
+// Where a launch goes: the inputs' device (current while launching) and its
+// current stream.
+struct LaunchTarget {
+  cudaStream_t stream;
+  int device;
+};
+
 int blocks_for(int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min(work, kMaxBlocks)));
 }
@@ -661,15 +669,13 @@ int blocks_for(int64_t work) {
 // early would race with the previous kernel). GDN_EXT_DISABLE_PDL=1 turns
 // it off. Read once per kernel and device.
 template <auto kKernel>
-bool programmatic_launch_allowed() {
+bool programmatic_launch_allowed(int device) {
   constexpr int kMaxDevices = 64;
   static const bool disabled = [] {
     const char* env = std::getenv("GDN_EXT_DISABLE_PDL");
     return env != nullptr && std::string(env) == "1";
   }();
   static std::atomic<int8_t> allowed[kMaxDevices] = {};  // 0: not read yet, 1: yes, -1: no
-  int device = 0;
-  STD_CUDA_CHECK(cudaGetDevice(&device));
   if (disabled || device >= kMaxDevices) return false;
   int8_t state = allowed[device].load(std::memory_order_relaxed);
   if (state == 0) {
@@ -682,17 +688,17 @@ bool programmatic_launch_allowed() {
 }
 
 template <auto kKernel, typename... Args>
-void launch(int blocks, int64_t smem_bytes, cudaStream_t stream, const Args&... args) {
+void launch(int blocks, int64_t smem_bytes, const LaunchTarget& target, const Args&... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(blocks));
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
-  config.stream = stream;
+  config.stream = target.stream;
   cudaLaunchAttribute attribute = {};
   attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
-  config.numAttrs = programmatic_launch_allowed<kKernel>() ? 1 : 0;
+  config.numAttrs = programmatic_launch_allowed<kKernel>(target.device) ? 1 : 0;
   STD_CUDA_CHECK(cudaLaunchKernelEx(&config, kKernel, args...));
   STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -708,7 +714,7 @@ int64_t units_per_block(int64_t units, int64_t per_iteration) {
 
 // Returns false when the row-major fast path does not apply.
 template <typename T>
-bool try_launch_rowmajor(const PostConvPrepParams& p, cudaStream_t stream) {
+bool try_launch_rowmajor(const PostConvPrepParams& p, const LaunchTarget& target) {
   constexpr int64_t kBytes = sizeof(T);
   constexpr int64_t kPack = Pack<T>::kSize;
   if (p.conv_stride_feat != 1 || !aligned16(p.conv) ||
@@ -739,16 +745,16 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, cudaStream_t stream) {
   const int blocks = static_cast<int>(plan.qk_blocks + plan.v_blocks +
                                       ceil_div(p.L * p.HV, plan.gates_per_block));
   switch (packs_per_lane) {
-    case 1: launch<rowmajor_kernel<T, 1>>(blocks, 0, stream, p, plan); break;
-    case 2: launch<rowmajor_kernel<T, 2>>(blocks, 0, stream, p, plan); break;
-    case 3: launch<rowmajor_kernel<T, 3>>(blocks, 0, stream, p, plan); break;
-    default: launch<rowmajor_kernel<T, 4>>(blocks, 0, stream, p, plan); break;
+    case 1: launch<rowmajor_kernel<T, 1>>(blocks, 0, target, p, plan); break;
+    case 2: launch<rowmajor_kernel<T, 2>>(blocks, 0, target, p, plan); break;
+    case 3: launch<rowmajor_kernel<T, 3>>(blocks, 0, target, p, plan); break;
+    default: launch<rowmajor_kernel<T, 4>>(blocks, 0, target, p, plan); break;
   }
   return true;
 }
 
 template <typename T>
-bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) {
+bool try_launch_channel_first(const PostConvPrepParams& p, const LaunchTarget& target) {
   constexpr int64_t kMaxStaticSmem = 48 * 1024;
   if (p.conv_stride_row != 1 || p.L == 1) return false;
   const int64_t token_tiles = ceil_div(p.L, kTileTokens);
@@ -757,33 +763,34 @@ bool try_launch_channel_first(const PostConvPrepParams& p, cudaStream_t stream) 
   const int64_t async_smem = features * kTileTokens * static_cast<int64_t>(sizeof(T));
   if (aligned16(p.conv) && (p.conv_stride_feat * sizeof(T)) % 16 == 0 &&
       async_smem <= kMaxStaticSmem) {
-    launch<channel_first_async_kernel<T>>(blocks, async_smem, stream, p, token_tiles);
+    launch<channel_first_async_kernel<T>>(blocks, async_smem, target, p, token_tiles);
     return true;
   }
   const int64_t smem = features * tile_pitch<T>() * static_cast<int64_t>(sizeof(T));
   if (smem > kMaxStaticSmem) return false;
-  launch<channel_first_kernel<T>>(blocks, smem, stream, p, token_tiles);
+  launch<channel_first_kernel<T>>(blocks, smem, target, p, token_tiles);
   return true;
 }
 
 template <typename T>
-void launch_post_conv_prep(const PostConvPrepParams& p, cudaStream_t stream) {
-  if (try_launch_rowmajor<T>(p, stream)) return;
-  if (try_launch_channel_first<T>(p, stream)) return;
+void launch_post_conv_prep(const PostConvPrepParams& p, const LaunchTarget& target) {
+  if (try_launch_rowmajor<T>(p, target)) return;
+  if (try_launch_channel_first<T>(p, target)) return;
   const int64_t warp_work = p.L * (2 * p.H + p.HV + 1);
-  launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, stream, p);
+  launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, target, p);
 }
 
 void run_cuda(const PostConvPrepParams& p, int32_t device) {
   // Launch on the inputs' device, not the current one, and on that device's
   // current stream. The stream comes from the C shim: a stable Stream's id()
-  // is an encoded id, not a cudaStream_t.
-  const torch::stable::accelerator::DeviceGuard device_guard(device);
+  // is an encoded id, not a cudaStream_t. The guard (a heap object behind
+  // the shim) is made only where the device must change.
+  std::optional<torch::stable::accelerator::DeviceGuard> device_guard;
+  if (torch::stable::accelerator::getCurrentDeviceIndex() != device) device_guard.emplace(device);
   void* stream = nullptr;
   TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
-  dispatch_activation(p.conv_kind, [&](auto zero) {
-    launch_post_conv_prep<decltype(zero)>(p, static_cast<cudaStream_t>(stream));
-  });
+  const LaunchTarget target{static_cast<cudaStream_t>(stream), device};
+  dispatch_activation(p.conv_kind, [&](auto zero) { launch_post_conv_prep<decltype(zero)>(p, target); });
 }
 
 }  // namespace
