@@ -93,7 +93,10 @@ def extensions():
     # Imported only now: cpp_extension fixes CUDA_HOME when it is imported.
     from torch.utils.cpp_extension import CppExtension, CUDAExtension
 
-    log(("building with CUDA: " if use_cuda else "building CPU-only: ") + reason)
+    import torch
+
+    log(f"torch {torch.__version__}, " + ("building with CUDA: " if use_cuda else "building CPU-only: ")
+        + reason)
     sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) +
                      glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     # The library registers its op through STABLE_TORCH_LIBRARY and uses no

@@ -194,8 +194,8 @@ int32_t dtype_code(ScalarType dtype) {
 }
 
 // An uninitialised contiguous tensor. aoti_torch_empty_strided calls
-// at::empty_strided directly; torch::stable::empty goes through the boxed
-// dispatcher, which costs a few microseconds more per call.
+// at::empty_strided directly; torch::stable::empty boxes its arguments and
+// goes through the dispatcher by name.
 Tensor empty_for(const OutputSpec& spec, const CheckedCall& call) {
   std::array<int64_t, 3> strides{};
   int64_t stride = 1;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One binary for every torch from 2.10: builds the wheel once with this
-# machine's torch, installs it unchanged into a virtual environment with an
+# One binary for every torch from 2.10: makes a virtual environment with an
 # older torch (GDN_OLDER_TORCH, default 2.10.0, the library's stable-ABI
-# target) and runs the tests there (CPU and Triton-interpreter ones where no
+# target), builds the wheel there with `pip wheel .` (build isolation: the
+# newest torch the index has builds it), installs it unchanged beside the
+# older torch and runs the tests there (CPU and Triton-interpreter ones where no
 # GPU is visible). run_tests.sh runs it after a full run. Where that torch
 # cannot be installed (no package index: the GPU machine) it says so and
 # skips, except under CI=true, where that is a failure.
@@ -13,15 +14,6 @@ PY="${PYTHON:-python3}"
 OLDER="${GDN_OLDER_TORCH:-2.10.0}"
 VENV="build/torch-$OLDER-venv"
 mkdir -p build
-
-echo "older torch: building the wheel with torch $("$PY" -c 'import torch; print(torch.__version__)')"
-rm -rf build/wheel
-if ! "$PY" -m pip wheel -v --no-deps --no-build-isolation -w build/wheel . >build/pip-wheel.log 2>&1; then
-  tail -n 40 build/pip-wheel.log
-  echo "older torch: building the wheel failed" >&2
-  exit 1
-fi
-wheel="$(ls "$ROOT"/build/wheel/gdn_ext-*.whl)"
 
 if ! "$VENV/bin/python" -c "import torch, pytest, xdist; assert torch.__version__.startswith('$OLDER')" 2>/dev/null; then
   rm -rf "$VENV"
@@ -38,6 +30,18 @@ if ! "$VENV/bin/python" -c "import torch, pytest, xdist; assert torch.__version_
     exit 0
   fi
 fi
+# `pip wheel .` as a user runs it, with build isolation: pyproject.toml's
+# build requirements bring the newest torch the index has into the build
+# environment, whatever the venv holds.
+echo "older torch: building the wheel with build isolation (log: build/pip-wheel.log)"
+rm -rf build/wheel
+if ! "$VENV/bin/python" -m pip wheel -v --no-deps -w build/wheel . >build/pip-wheel.log 2>&1; then
+  tail -n 40 build/pip-wheel.log
+  echo "older torch: building the wheel failed" >&2
+  exit 1
+fi
+grep -m1 "gdn_ext setup:" build/pip-wheel.log || true
+wheel="$(ls "$ROOT"/build/wheel/gdn_ext-*.whl)"
 echo "older torch: testing $(basename "$wheel") on torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
 # The CMake test would build the sources again, against this older torch.
 GDN_EXT_WHEEL="$wheel" PYTHON="$ROOT/$VENV/bin/python" bash scripts/run_tests.sh -k "not cmake"
