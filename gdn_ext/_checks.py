@@ -71,8 +71,6 @@ def empty_outputs(conv_output, L, H, HV, K, V):
 def check_outputs(conv_output, A_log, H, K, V, out):
     """Validates the .out variant's five tensors (shape, dtype, device; any
     strides). Run after check_args, as csrc/post_conv_prep.cpp runs them."""
-    if not isinstance(out, (tuple, list)) or len(out) != 5:
-        _fail("out must be a tuple of five tensors (q, k, v, g, beta)")
     L, HV = conv_output.shape[0], A_log.shape[0]
     for t, (name, shape, dtype) in zip(out, output_layout(conv_output, L, H, HV, K, V)):
         if tuple(t.shape) != shape:

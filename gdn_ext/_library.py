@@ -46,9 +46,8 @@ def _library_path():
     return spec.origin if spec is not None else None
 
 
-def _has_kernel(key, overload=""):
-    name = QUALNAME + (f".{overload}" if overload else "")
-    return torch._C._dispatch_has_kernel_for_dispatch_key(name, key)
+def _has_kernel(key):
+    return torch._C._dispatch_has_kernel_for_dispatch_key(QUALNAME, key)
 
 
 def _load(path):

@@ -26,6 +26,11 @@ def _fake_out(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v
     check_outputs(conv_output, A_log, num_k_heads, head_k_dim, head_v_dim, (q, k, v, g, beta))
 
 
+def _no_library():
+    return ("is not available: the compiled gdn_ext library is not present"
+            + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
+
+
 def backend_unavailable_reason(backend, device):
     """None when `backend` can run on tensors of `device` here, else why not."""
     device = torch.device(device)
@@ -34,17 +39,14 @@ def backend_unavailable_reason(backend, device):
     if backend == "cuda":
         if not _library.HAS_CUDA_KERNEL:
             return ("backend 'cuda' is not available: gdn_ext was built without its CUDA kernel"
-                    if _library.HAS_COMPILED_LIBRARY else
-                    "backend 'cuda' is not available: the compiled gdn_ext library is not present"
-                    + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
+                    if _library.HAS_COMPILED_LIBRARY else f"backend 'cuda' {_no_library()}")
         if not torch.cuda.is_available():
             return "backend 'cuda' is not available: no CUDA device is visible"
         if device.type != "cuda":
             return f"backend 'cuda' needs CUDA tensors, but conv_output is on {device}"
     elif backend == "cpu":
         if not _library.HAS_COMPILED_LIBRARY:
-            return ("backend 'cpu' is not available: the compiled gdn_ext library is not present"
-                    + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
+            return f"backend 'cpu' {_no_library()}"
         if device.type != "cpu":
             return f"backend 'cpu' needs CPU tensors, but conv_output is on {device}"
     elif backend == "triton":
