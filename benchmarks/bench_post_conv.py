@@ -266,6 +266,15 @@ def _triton_copy():
     return copy
 
 
+def _libc_memcpy():
+    """memcpy(dst, src, n) of the C library on addresses, or None."""
+    import ctypes
+    memcpy = _libc_function("memcpy")
+    if memcpy is not None:
+        memcpy.argtypes, memcpy.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
+    return memcpy
+
+
 # glibc's memcpy writes with plain stores below this tunable (a few hundred
 # MiB by default) and with streaming stores above; the benchmark re-runs
 # itself with it lowered on the CPU, so the same-bytes copy stores as the op does.
@@ -276,12 +285,10 @@ def _cpu_same_bytes_copy():
     """copy(src, dst): src's bytes to dst, split over torch's thread count
     (one call in this thread below 1 MiB, where a thread pool's start-up
     would dominate). None where ctypes cannot reach libc."""
-    import ctypes
     from concurrent.futures import ThreadPoolExecutor
-    memcpy = _libc_function("memcpy")
+    memcpy = _libc_memcpy()
     if memcpy is None:
         return None
-    memcpy.argtypes, memcpy.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
     threads = torch.get_num_threads()
     pool = ThreadPoolExecutor(threads)  # ctypes releases the GIL
 
@@ -303,12 +310,10 @@ def _glibc_memcpy_ceiling():
     (240 MB on the build machine), as the gdn_ext CPU op does for large
     outputs, and moves more bytes per second. {} where ctypes cannot reach
     libc."""
-    import ctypes
     from concurrent.futures import ThreadPoolExecutor
-    memcpy = _libc_function("memcpy")
+    memcpy = _libc_memcpy()
     if memcpy is None:
         return {}
-    memcpy.argtypes, memcpy.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
     threads, per_thread = torch.get_num_threads(), 2**28  # 256 MiB each
     src = torch.ones(threads * per_thread, dtype=torch.uint8)
     dst = torch.zeros_like(src)

@@ -25,15 +25,14 @@ namespace {
 constexpr int64_t kChunk = 16;
 constexpr int kVecsPerChunk = kChunk / kLanes;
 
-template <typename T>
 struct Chunk {
   FloatVec x[kVecsPerChunk];
 };
 
 // Elements [0, n) of x, n <= kChunk, as float; zeros past n.
 template <typename T>
-inline Chunk<T> load_chunk(const T* x, int64_t n) {
-  Chunk<T> c;
+inline Chunk load_chunk(const T* x, int64_t n) {
+  Chunk c;
   for (int i = 0; i < kVecsPerChunk; ++i) {
     const int64_t m = n - i * kLanes;
     c.x[i] = m >= kLanes ? load(x + i * kLanes) : m > 0 ? load(x + i * kLanes, m) : FloatVec(0.f);
@@ -43,7 +42,7 @@ inline Chunk<T> load_chunk(const T* x, int64_t n) {
 
 // Rounds c * scale to T and stores elements [0, n) of it, n <= kChunk.
 template <bool kStream, typename T>
-inline void store_scaled_chunk(T* out, const Chunk<T>& c, const FloatVec& scale, int64_t n) {
+inline void store_scaled_chunk(T* out, const Chunk& c, const FloatVec& scale, int64_t n) {
   for (int i = 0; i < kVecsPerChunk; ++i) {
     const int64_t m = n - i * kLanes;
     if (m >= kLanes) {
@@ -75,10 +74,10 @@ inline void copy_elements(const T* x, T* out, int64_t n) {
 // Sum of squares in kChunk float lanes, then one fixed reduction.
 template <typename T>
 inline float sum_of_squares(const T* x, int64_t n) {
-  Chunk<T> acc;
+  Chunk acc;
   for (int i = 0; i < kVecsPerChunk; ++i) acc.x[i] = FloatVec(0.f);
   for (int64_t i = 0; i < n; i += kChunk) {
-    const Chunk<T> c = load_chunk(x + i, std::min(kChunk, n - i));
+    const Chunk c = load_chunk(x + i, std::min(kChunk, n - i));
     for (int j = 0; j < kVecsPerChunk; ++j) acc.x[j] = acc.x[j] + c.x[j] * c.x[j];
   }
   FloatVec total = acc.x[0];
