@@ -121,7 +121,7 @@ def main():
 
     setup(
         name="gdn_ext",
-        version="0.1.0",
+        version="0.2.0",
         description="Fused, exact post-convolution step of Gated DeltaNet layers",
         packages=find_packages(include=["gdn_ext", "gdn_ext.*"]),
         ext_modules=ext_modules,

@@ -1,6 +1,7 @@
-// The math of the op, shared verbatim by the CPU and CUDA kernels so that
+// The math of the ops, shared verbatim by the CPU and CUDA kernels so that
 // both compute the same function: stable softplus, the decay gate, the
-// sigmoid, the L2-norm scale and the per-(row, head) gate/beta step.
+// sigmoid, op 2's SiLU, the L2-norm scale and the per-(row, head) gate/beta
+// step.
 //
 // Built without fast-math on purpose: expf/log1pf must be the accurate
 // library versions (<= 2 ulp) for g to stay within 1e-6 relative over
@@ -62,6 +63,13 @@ template <typename F>
 GDN_HOST_DEVICE F sigmoid(const F& x) {
   using M = GateMath<F>;
   return F(1.f) / (F(1.f) + M::exp(M::neg(x)));
+}
+
+// SiLU after op 2's conv: y * sigmoid(y), as y / (1 + exp(-y)).
+template <typename F>
+GDN_HOST_DEVICE F silu(const F& y) {
+  using M = GateMath<F>;
+  return y / (F(1.f) + M::exp(M::neg(y)));
 }
 
 // rsqrt(sum(x^2) + 1e-6): SPEC's eps sits inside the root (not F.normalize).

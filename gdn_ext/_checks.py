@@ -34,22 +34,35 @@ def check_args(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_
             _fail(f"all tensors must be on one device: conv_output is on {conv_output.device} "
                   f"but {name} is on {t.device}")
     L = conv_output.shape[0]
-    H, K, V = num_k_heads, head_k_dim, head_v_dim
+    HV = A_log.shape[0]
+    check_feature_width(_fail, conv_output, "conv_output", A_log, num_k_heads, head_k_dim,
+                        head_v_dim)
+    check_gate_shapes(_fail, a, b, dt_bias, L, "L", HV)
+    return L, HV
+
+
+def check_feature_width(fail, x, name, A_log, H, K, V):
+    """HV = A_log.size(0) >= 1 and x.size(1) == 2*H*K + HV*V (both ops);
+    returns that width. fail(msg) raises with the op's prefix."""
     HV = A_log.shape[0]
     if HV < 1:
-        _fail(f"A_log must have HV >= 1 elements (one per value head), but got shape "
-              f"{list(A_log.shape)}")
+        fail(f"A_log must have HV >= 1 elements (one per value head), but got shape "
+             f"{list(A_log.shape)}")
     width = 2 * H * K + HV * V
-    if conv_output.shape[1] != width:
-        _fail(f"conv_output.size(1) must be 2*H*K + HV*V = 2*{H}*{K} + {HV}*{V} for "
-              f"num_k_heads={H}, head_k_dim={K}, head_v_dim={V} and HV=A_log.size(0)={HV}, "
-              f"but got {conv_output.shape[1]}")
+    if x.shape[1] != width:
+        fail(f"{name}.size(1) must be 2*H*K + HV*V = 2*{H}*{K} + {HV}*{V} for num_k_heads={H}, "
+             f"head_k_dim={K}, head_v_dim={V} and HV=A_log.size(0)={HV}, but got {x.shape[1]}")
+    return width
+
+
+def check_gate_shapes(fail, a, b, dt_bias, rows, rows_name, HV):
+    """a and b [rows, HV], dt_bias [HV] (both ops)."""
     for name, t in (("a", a), ("b", b)):
-        if tuple(t.shape) != (L, HV):
-            _fail(f"{name} must have shape [L, HV] = [{L}, {HV}], but got {list(t.shape)}")
+        if tuple(t.shape) != (rows, HV):
+            fail(f"{name} must have shape [{rows_name}, HV] = [{rows}, {HV}], but got "
+                 f"{list(t.shape)}")
     if tuple(dt_bias.shape) != (HV,):
-        _fail(f"dt_bias must have shape [HV] = [{HV}], but got {list(dt_bias.shape)}")
-    return L, HV
+        fail(f"dt_bias must have shape [HV] = [{HV}], but got {list(dt_bias.shape)}")
 
 
 OUTPUT_NAMES = ("q", "k", "v", "g", "beta")
@@ -68,15 +81,18 @@ def empty_outputs(conv_output, L, H, HV, K, V):
                  for _, shape, dtype in output_layout(conv_output, L, H, HV, K, V))
 
 
-def check_outputs(conv_output, A_log, H, K, V, out):
+def check_outputs(conv_output, A_log, H, K, V, out, op=OP, input_name="conv_output"):
     """Validates the .out variant's five tensors (shape, dtype, device; any
-    strides). Run after check_args, as csrc/post_conv_prep.cpp runs them."""
+    strides). Run after the argument checks, as the C++ checks run them.
+    conv_output is the op's activation input (x for op 2), named input_name
+    in the messages of op `op`."""
     L, HV = conv_output.shape[0], A_log.shape[0]
     for t, (name, shape, dtype) in zip(out, output_layout(conv_output, L, H, HV, K, V)):
         if tuple(t.shape) != shape:
-            _fail(f"out {name} must have shape {list(shape)}, but got {list(t.shape)}")
+            raise ValueError(f"{op}out {name} must have shape {list(shape)}, but got "
+                             f"{list(t.shape)}")
         if t.dtype != dtype:
-            _fail(f"out {name} must have dtype {dtype}, but got {t.dtype}")
+            raise ValueError(f"{op}out {name} must have dtype {dtype}, but got {t.dtype}")
         if t.device != conv_output.device:
-            _fail(f"out {name} must be on conv_output's device {conv_output.device}, "
-                  f"but is on {t.device}")
+            raise ValueError(f"{op}out {name} must be on {input_name}'s device "
+                             f"{conv_output.device}, but is on {t.device}")

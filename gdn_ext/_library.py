@@ -1,4 +1,5 @@
-"""Makes torch.ops.gdn.fused_post_conv_prep (and its .out variant) exist in
+"""Makes the ops (torch.ops.gdn.fused_post_conv_prep, op 2
+torch.ops.gdn.causal_conv1d_post_conv_prep, and their .out variants) exist in
 every install.
 
 * The compiled library (gdn_ext._C, or the file named by GDN_EXT_LIBRARY such
@@ -19,6 +20,8 @@ import warnings
 import torch
 
 from ._checks import check_args, check_outputs
+from ._conv_checks import OP as CONV_OP
+from ._conv_checks import check_conv_args
 
 NAMESPACE = "gdn"
 NAME = "fused_post_conv_prep"
@@ -34,6 +37,21 @@ SCHEMA = f"({_ARGS}) -> (Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta)"
 # mutations, but not outputs that alias its inputs.
 OUT_SCHEMA = (f"({_ARGS}, *, Tensor(a!) q, Tensor(b!) k, Tensor(c!) v, Tensor(d!) g, "
               "Tensor(e!) beta) -> ()")
+
+# Op 2: the causal conv (+ SiLU) and op 1 in one pass, with the conv-state cache.
+CONV_NAME = "causal_conv1d_post_conv_prep"
+CONV_QUALNAME = f"{NAMESPACE}::{CONV_NAME}"
+_CONV_ARGS = ("Tensor x, Tensor conv_weight, Tensor? conv_bias, Tensor(s!) conv_states, "
+              "Tensor query_start_loc, Tensor? cache_indices, Tensor? has_initial_state, "
+              "Tensor a, Tensor b, Tensor A_log, Tensor dt_bias, int num_k_heads, "
+              "int head_k_dim, int head_v_dim, bool apply_l2norm=True, bool output_g_exp=False, "
+              "bool silu=True, int pad_slot_id=-1")
+CONV_SCHEMA = f"({_CONV_ARGS}) -> (Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta)"
+CONV_OUT_SCHEMA = (f"({_CONV_ARGS}, *, Tensor(a!) q, Tensor(b!) k, Tensor(c!) v, "
+                   "Tensor(d!) g, Tensor(e!) beta) -> ()")
+#: (name, schema) of every overload this file declares where no library does.
+SCHEMAS = ((NAME, SCHEMA), (f"{NAME}.{OUT_OVERLOAD}", OUT_SCHEMA),
+           (CONV_NAME, CONV_SCHEMA), (f"{CONV_NAME}.{OUT_OVERLOAD}", CONV_OUT_SCHEMA))
 
 
 def _library_path():
@@ -77,14 +95,14 @@ HAS_CUDA_KERNEL = HAS_COMPILED_LIBRARY and _has_kernel("CUDA")
 _fallbacks = []  # keeps the Python registrations alive
 if not HAS_COMPILED_LIBRARY:
     _lib = torch.library.Library(NAMESPACE, "DEF")
-    _lib.define(NAME + SCHEMA)
-    _lib.define(f"{NAME}.{OUT_OVERLOAD}{OUT_SCHEMA}")
+    for _name, _schema in SCHEMAS:
+        _lib.define(_name + _schema)
     _fallbacks.append(_lib)
 
 
 def out_variant(functional):
-    """The .out implementation of a functional backend: its outputs, copied
-    into the given tensors (any strides)."""
+    """The .out implementation of op 1's functional backend: its outputs,
+    copied into the given tensors (any strides)."""
     def impl(*args, q, k, v, g, beta):
         out = (q, k, v, g, beta)
         check_args(*args[:8])
@@ -94,22 +112,39 @@ def out_variant(functional):
     return impl
 
 
+def conv_out_variant(functional):
+    """The same for op 2 (whose functional backend updates conv_states)."""
+    def impl(*args, q, k, v, g, beta):
+        out = (q, k, v, g, beta)
+        check_conv_args(*args[:14])
+        check_outputs(args[0], args[9], *args[11:14], out, op=CONV_OP, input_name="x")
+        for dst, src in zip(out, functional(*args)):
+            dst.copy_(src)
+    return impl
+
+
 _impl = torch.library.Library(NAMESPACE, "IMPL")
 _fallbacks.append(_impl)
 if not _has_kernel("CPU"):
-    from .reference import reference_backend
+    from .reference import reference_backend, reference_conv_backend
 
     _impl.impl(NAME, reference_backend, "CPU")
     _impl.impl(f"{NAME}.{OUT_OVERLOAD}", out_variant(reference_backend), "CPU")
+    _impl.impl(CONV_NAME, reference_conv_backend, "CPU")
+    _impl.impl(f"{CONV_NAME}.{OUT_OVERLOAD}", conv_out_variant(reference_conv_backend), "CPU")
 
 try:
+    from .triton_conv_kernel import causal_conv1d_post_conv_prep_triton
     from .triton_kernel import post_conv_prep_triton
 
     TRITON_ERROR = None
 except Exception as exc:  # noqa: BLE001 - any import failure means no Triton
-    post_conv_prep_triton = None
+    post_conv_prep_triton = causal_conv1d_post_conv_prep_triton = None
     TRITON_ERROR = f"{type(exc).__name__}: {exc}"
 
 if not HAS_CUDA_KERNEL and post_conv_prep_triton is not None:
     _impl.impl(NAME, post_conv_prep_triton, "CUDA")
     _impl.impl(f"{NAME}.{OUT_OVERLOAD}", out_variant(post_conv_prep_triton), "CUDA")
+    _impl.impl(CONV_NAME, causal_conv1d_post_conv_prep_triton, "CUDA")
+    _impl.impl(f"{CONV_NAME}.{OUT_OVERLOAD}",
+               conv_out_variant(causal_conv1d_post_conv_prep_triton), "CUDA")

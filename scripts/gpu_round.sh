@@ -3,7 +3,7 @@
 # under its own time limit so that the round fits one device call. Logs and
 # results go to $OUT (the device tool's folder that comes back), else
 # build/round. Arguments: which steps, in order (default: bench tests):
-# build, bench, tests, wheel_tests, host, pdl, ncu, sanitizer.
+# build, bench, conv_bench, tests, wheel_tests, host, pdl, ncu, sanitizer.
 #   BENCH_TIMEOUT, TEST_TIMEOUT (s); BENCH_ARGS, TEST_ARGS: extra arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,12 @@ for step in "${steps[@]}"; do
     bench)
       # shellcheck disable=SC2086
       timeout "${BENCH_TIMEOUT:-300}" bash scripts/run_benchmarks.sh ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
-      cp benchmarks/out/results.json benchmarks/out/results.png "$OUT/" 2>/dev/null ;;
+      cp benchmarks/out/results.json benchmarks/out/results.png benchmarks/out/conv_results.json \
+        benchmarks/out/conv_results.png "$OUT/" 2>/dev/null ;;
+    conv_bench)  # op 2's table alone
+      # shellcheck disable=SC2086
+      timeout "${BENCH_TIMEOUT:-300}" python3 benchmarks/bench_conv_prep.py --json "$OUT/conv_results.json" \
+        --plot "$OUT/conv_results.png" ${CONV_BENCH_ARGS:-} 2>&1 | tee "$OUT/conv_bench.log" ;;
     tests)
       # shellcheck disable=SC2086
       timeout "${TEST_TIMEOUT:-300}" bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \

@@ -1,9 +1,11 @@
 """The representative subset that scripts/run_sanitizer.sh runs under each
 compute-sanitizer tool: L that is no multiple of any block size, K and V
 that are no multiple of the 16-byte vector width, channel-first and other
-strided layouts, both flags, for the CUDA and Triton kernels. Results are
-checked on the CPU against the float64 reference, so the only GPU kernels
-are the op's and the copies.
+strided layouts, both flags, for the CUDA and Triton kernels of op 1; for
+op 2, batches with empty and short sequences, pad slots and out-of-range
+cache lines, both cache layouts and decode. Results are checked on the CPU
+against the float64 reference, so the only GPU kernels are the ops' and the
+copies.
 
     python scripts/sanitizer_cases.py [--quick]
 """
@@ -14,6 +16,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from _conv_helpers import PAD, ConvInputs, check_conv_against_reference  # noqa: E402
 from _helpers import Inputs, check_against_reference  # noqa: E402
 
 import gdn_ext  # noqa: E402
@@ -25,6 +28,10 @@ SHAPES = [(16, 32, 128, 128), (3, 5, 36, 20), (1, 1, 1, 1), (2, 6, 17, 9)]
 LENGTHS = [1, 37, 200, 300]
 LAYOUTS = ["row_major", "channel_first", "padded", "offset", "ba_chunk", "strided_params"]
 DTYPES = [torch.bfloat16, torch.float32]
+# Op 2: (sequence lengths, cache lines): empty and shorter-than-the-conv
+# sequences, a pad slot and lines past the cache; and pure decode.
+CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2])]
+CONV_SHAPES = [(4, 8, 64, 64), (3, 5, 36, 20)]
 
 
 def main():
@@ -41,6 +48,21 @@ def main():
         out = gdn_ext.fused_post_conv_prep(*x.args(*flags), backend=backend)
         host = Inputs.of(*(t.cpu() for t in x.args()[:5]), x.H, x.K, x.V)
         check_against_reference([o.cpu() for o in out], host, *flags)
+        cases += 1
+    for backend, (lengths, lines), shape, x_layout, state_layout in itertools.product(
+            backends, CONV_BATCHES, CONV_SHAPES, ["row_major", "channel_first"], ["dnw", "wd"]):
+        if quick and (shape != CONV_SHAPES[0] or x_layout != "row_major"):
+            continue
+        c = ConvInputs(lengths, *shape, 4, torch.bfloat16, "cuda", x_layout=x_layout,
+                       state_layout=state_layout, lines=lines,
+                       initial=[i % 3 != 1 for i in range(len(lengths))], num_lines=6)
+        states = c.fresh_states()
+        out = gdn_ext.causal_conv1d_post_conv_prep(*c.args(states), backend=backend)
+        host = ConvInputs.__new__(ConvInputs)
+        host.__dict__.update({k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                              for k, v in c.__dict__.items()})
+        check_conv_against_reference([o.cpu() for o in out], states.cpu(), host,
+                                     host.conv_states)
         cases += 1
     torch.cuda.synchronize()
     print(f"sanitizer cases: {cases} op calls checked ({', '.join(backends)})")

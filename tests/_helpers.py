@@ -120,6 +120,15 @@ def assert_bit_exact(out, expected, what):
     assert mismatch == 0, f"{what}: {mismatch} elements differ bitwise from the input"
 
 
+def ulp(ref, dtype):
+    """The spacing of `dtype` at |ref| (float64): |ref| in [2^(e-1), 2^e) has
+    spacing 2^(e-1-mantissa bits); below the normal range, the subnormal one."""
+    _, exp = torch.frexp(ref)
+    bits = 23 if dtype == torch.float32 else _MANTISSA_BITS[dtype]
+    smallest = 2.0 ** -149 if dtype == torch.float32 else _MIN_SPACING[dtype]
+    return torch.ldexp(torch.ones_like(ref), exp - 1 - bits).clamp_min(smallest)
+
+
 def assert_qk_close(out, ref, what):
     """bf16/fp16: within 1 ulp of the output dtype at the float64 value;
     fp32: relative 2e-6 plus 1e-7 absolute."""
@@ -128,9 +137,7 @@ def assert_qk_close(out, ref, what):
     if out.dtype == torch.float32:
         bound = 2e-6 * ref.abs() + 1e-7
     else:
-        _, exp = torch.frexp(ref)  # |ref| in [2^(exp-1), 2^exp)
-        ulp = torch.ldexp(torch.ones_like(ref), exp - 1 - _MANTISSA_BITS[out.dtype])
-        bound = ulp.clamp_min(_MIN_SPACING[out.dtype])
+        bound = ulp(ref, out.dtype)
     bad = ~(err <= bound)
     assert not bad.any(), (f"{what}: {bad.sum().item()} of {out.numel()} elements out of bounds; "
                            f"worst err {err[bad].max().item():.3g} at ref "

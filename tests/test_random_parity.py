@@ -131,3 +131,68 @@ def test_random_case(backend, seed):
     except AssertionError as exc:
         raise AssertionError(f"{case.description} (replay: GDN_RANDOM_SEED={BASE_SEED} "
                              f"pytest -k seed{seed}): {exc}") from exc
+
+
+# ---------------------------------------------------------------------------
+# Op 2: random batches (B in 1..20, lengths 0..300 with many short ones),
+# conv widths, shapes, dtypes, cache layouts and indices (pads, lines out of
+# range), against the float64 reference; on the GPU also against Triton.
+
+CONV_CASES = {"cuda": 120, "cpu": 60}
+
+
+def random_conv_case(seed, device):
+    from _conv_helpers import PAD, ConvInputs
+    rng = random.Random(seed)
+    small = rng.random() < 0.5
+    H, HV = (rng.randint(1, 4), rng.randint(1, 6)) if small else \
+        rng.choice([(16, 32), (16, 48), (8, 24), (4, 12), (2, 6)])
+    K, V = (rng.randint(1, 40), rng.randint(1, 40)) if small else \
+        rng.choice([(128, 128), (64, 64), (96, 80)])
+    W = rng.randint(2, 4)
+    B = rng.randint(1, 20)
+    lengths = [rng.choice([0, 1, W - 2, W - 1, rng.randint(1, 300)]) for _ in range(B)]
+    N = B + rng.randint(0, 4)
+    lines = rng.sample(range(N), B)
+    for i in range(B):
+        if rng.random() < 0.15:
+            lines[i] = rng.choice([PAD, N + 3, -7])
+    inputs = ConvInputs(lengths, H, HV, K, V, W, rng.choice(DTYPES), device,
+                        x_layout=rng.choice(["row_major", "channel_first", "padded", "offset"]),
+                        state_layout=rng.choice(["dnw", "wd", "strided"]), lines=lines,
+                        initial=[rng.random() < 0.6 for _ in range(B)],
+                        bias=rng.random() < 0.5,
+                        weight_dtype=rng.choice([torch.float32, torch.bfloat16]),
+                        num_lines=N, gen=torch.Generator().manual_seed(seed))
+    return inputs, f"seed {seed}: lengths {lengths} shape {(H, HV, K, V)} W={W}"
+
+
+def _conv_cases():
+    for device in ("cuda", "cpu"):
+        for i in range(CONV_CASES[device]):
+            seed = BASE_SEED + 10_000 + i
+            # In CI (no GPU) every other CPU case; the GPU run runs all.
+            marks = [pytest.mark.slow] if device == "cpu" and i % 2 else []
+            yield pytest.param(device, seed, id=f"{device}-seed{seed}", marks=marks)
+
+
+@pytest.mark.parametrize("device,seed", list(_conv_cases()))
+def test_random_conv_case(device, seed):
+    """One random op 2 call against the float64 reference; on the GPU the
+    cache lines also against the Triton kernel's, bit for bit."""
+    from _conv_helpers import check_conv_against_reference, run_poisoned
+    from gdn_ext import causal_conv1d_post_conv_prep
+    backend = device
+    device_for(backend)
+    inputs, what = random_conv_case(seed, device)
+    try:
+        states = inputs.fresh_states()
+        out = run_poisoned(lambda: causal_conv1d_post_conv_prep(*inputs.args(states),
+                                                                backend=backend), inputs)
+        check_conv_against_reference(out, states, inputs, inputs.conv_states)
+        if device == "cuda":
+            triton_states = inputs.fresh_states()
+            causal_conv1d_post_conv_prep(*inputs.args(triton_states), backend="triton")
+            assert torch.equal(triton_states, states), "conv_states: cuda vs triton"
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}") from exc

@@ -17,14 +17,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_schemas_are_the_ones_declared_in_cpp():
-    op = torch.ops.gdn.fused_post_conv_prep
-    assert str(op.default._schema) == _library.QUALNAME + _library.SCHEMA
-    assert str(op.out._schema) == f"{_library.QUALNAME}.out{_library.OUT_SCHEMA}"
-    with open(os.path.join(ROOT, "csrc", "post_conv_prep.cpp")) as f:
+    ops = {_library.NAME: torch.ops.gdn.fused_post_conv_prep,
+           _library.CONV_NAME: torch.ops.gdn.causal_conv1d_post_conv_prep}
+    with open(os.path.join(ROOT, "csrc", "schemas.cpp")) as f:
         src = "".join(line.strip().strip('"') for line in f if line.strip().startswith('"'))
     src = src.replace('""', "")
-    assert _library.NAME + _library.SCHEMA in src
-    assert f"{_library.NAME}.out{_library.OUT_SCHEMA}" in src
+    for name, schema in _library.SCHEMAS:
+        base, _, overload = name.partition(".")
+        op = getattr(ops[base], overload or "default")
+        assert str(op._schema) == f"{_library.NAMESPACE}::{name}{schema}"
+        assert name + schema in src, name
 
 
 def torch_cxx_symbols_needed(path):
@@ -92,10 +94,15 @@ CHECK_OP = """
     import torch, gdn_ext
     from gdn_ext import _library
     from _helpers import Inputs, check_against_reference
+    from _conv_helpers import ConvInputs, check_conv_against_reference
     print("compiled", _library.HAS_COMPILED_LIBRARY, "cuda", _library.HAS_CUDA_KERNEL)
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         x = Inputs(19, 2, 3, 32, 24, torch.bfloat16, device, layout="channel_first")
         check_against_reference(torch.ops.gdn.fused_post_conv_prep(*x.args()), x)
+        c = ConvInputs([3, 1, 15], 2, 3, 32, 24, 4, torch.bfloat16, device)
+        states = c.fresh_states()
+        out = torch.ops.gdn.causal_conv1d_post_conv_prep(*c.args(states))
+        check_conv_against_reference(out, states, c, c.conv_states)
         print("ok", device)
 """
 

@@ -19,4 +19,4 @@
 #endif
 
 #include "../post_conv_prep_math.h"
-#include "post_conv_prep_cpu.h"
+#include "kernels.h"

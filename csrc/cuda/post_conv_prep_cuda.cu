@@ -1,4 +1,4 @@
-// CUDA backend. Four kernels, chosen on the host from the strides:
+// Op 1's CUDA backend. Four kernels, chosen on the host from the strides:
 //
 //  * rowmajor_kernel   unit feature stride and 16-byte alignment (the layout a
 //                      row-major conv output has): 16-byte loads and stores.
@@ -21,191 +21,15 @@
 // within a row or a tile are 32-bit. No host synchronisation, so the op is
 // safe in CUDA-graph capture.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
-#include <optional>
-#include <string>
 
-#include <cuda_runtime.h>
-
-#include <torch/csrc/inductor/aoti_torch/c/shim.h>
-#include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/library.h>
-#include <torch/csrc/stable/macros.h>
-#include <torch/headeronly/util/shim_utils.h>
 
-#include "../post_conv_prep.h"
-#include "../post_conv_prep_math.h"
+#include "device_common.cuh"
 
-namespace gdn {
+namespace gdn::gpu {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int kWarpSize = 32;
-constexpr int kWarps = kThreads / kWarpSize;
-constexpr unsigned kFullMask = 0xffffffffu;
-// Grid-stride loops keep every launch within gridDim.x's limit for any L.
-constexpr int64_t kMaxBlocks = int64_t{1} << 30;
-
-// 16 bytes of T, the widest access one thread can issue.
-template <typename T>
-struct alignas(16) Pack {
-  static constexpr int kSize = 16 / sizeof(T);
-  T x[kSize];
-};
-
-// A plain load, not __ldg: the read-only-data path lets the compiler treat
-// the data as invariant for the whole kernel and hoist the load above the
-// programmatic-launch wait, before the previous kernel's writes are visible.
-template <typename T>
-__device__ __forceinline__ Pack<T> load_pack(const T* ptr) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(ptr);
-  Pack<T> pack;
-  *reinterpret_cast<uint4*>(&pack) = raw;
-  return pack;
-}
-
-template <typename T>
-__device__ __forceinline__ void store_pack(T* ptr, const Pack<T>& pack) {
-  *reinterpret_cast<uint4*>(ptr) = *reinterpret_cast<const uint4*>(&pack);
-}
-
-// ss plus the squares of a pack's elements, added in element order. Every
-// path that must give the row-major kernel's bits for a head sums through
-// this (and group_sums), so the association cannot drift apart.
-template <typename T>
-__device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
-#pragma unroll
-  for (int j = 0; j < Pack<T>::kSize; ++j) {
-    const float f = static_cast<float>(x.x[j]);
-    ss += f * f;
-  }
-  return ss;
-}
-
-template <typename T>
-__device__ __forceinline__ Pack<T> scaled(Pack<T> x, float scale) {
-#pragma unroll
-  for (int j = 0; j < Pack<T>::kSize; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
-  return x;
-}
-
-// Programmatic dependent launch (sm_90+): the host lets this grid launch
-// while the previous kernel on the stream still runs, so launch latency (and
-// whatever index arithmetic comes before the wait) overlaps it. Nothing is
-// read or written before wait_for_previous_grid, which returns once the
-// previous grid has finished and its writes are visible. Every kernel lets
-// its own successor launch as it starts (the successor still waits for this
-// grid to finish). Without the launch attribute (or below sm_90) both are
-// no-ops.
-__device__ __forceinline__ void wait_for_previous_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-// The wait, with the given addresses computed before it, so that their
-// arithmetic overlaps the previous grid. The compiler would otherwise sink it
-// below the wait, next to the loads; a branch on the addresses keeps it above.
-// They point into a tensor with elements, so they are never all null and the
-// wait always runs.
-template <typename T, int N>
-__device__ __forceinline__ void wait_for_previous_grid_after(const T* const (&addresses)[N]) {
-  uintptr_t any = 0;
-#pragma unroll
-  for (int i = 0; i < N; ++i) any |= reinterpret_cast<uintptr_t>(addresses[i]);
-  if (any != 0) wait_for_previous_grid();
-}
-
-__device__ __forceinline__ void let_next_grid_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-__host__ __device__ inline bool aligned16(const void* ptr) {
-  return reinterpret_cast<uintptr_t>(ptr) % 16 == 0;
-}
-
-__host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// Sums of N values, each over aligned groups of `width` lanes (a power of
-// two <= 32). The N butterflies run side by side, so their shuffle latencies
-// overlap instead of adding up.
-template <int N>
-__device__ __forceinline__ void group_sums(float (&x)[N], int width) {
-  for (int offset = width / 2; offset > 0; offset /= 2) {
-#pragma unroll
-    for (int u = 0; u < N; ++u) x[u] += __shfl_xor_sync(kFullMask, x[u], offset);
-  }
-}
-
-__device__ __forceinline__ float group_sum(float x, int width) {
-  float sums[1] = {x};
-  group_sums(sums, width);
-  return sums[0];
-}
-
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    x += __shfl_xor_sync(kFullMask, x, offset);
-  }
-  return x;
-}
-
-// The row-major kernel gives a head of `packs` 16-byte packs to the largest
-// power of two <= 32 lanes that divides `packs`; each lane then holds
-// packs / lanes <= kMaxPacksPerLane of them.
-constexpr int kMaxPacksPerLane = 4;
-
-__host__ __device__ inline int log2_lanes_per_head(int64_t packs) {
-  int log2 = 0;
-  while (log2 < 5 && packs % (int64_t{2} << log2) == 0) ++log2;
-  return log2;
-}
-
-// Sum of squares of one head of K elements read through load(f), over a whole
-// warp. Wherever the row-major kernel can run for this K, the sum is
-// associated exactly as that kernel associates it (each lane's packs in
-// order, then a butterfly; lanes past the head's lanes add zeros, which is
-// exact), so a head normalises to the same bits whatever the input layout.
-template <typename T, typename Load>
-__device__ __forceinline__ float head_sum_of_squares(const Load& load, int64_t K, int lane) {
-  constexpr int kPack = Pack<T>::kSize;
-  const int64_t packs = K / kPack;
-  const int log2_lanes = log2_lanes_per_head(packs);
-  const int64_t packs_per_lane = packs >> log2_lanes;
-  float ss = 0.f;
-  if (K % kPack == 0 && packs_per_lane <= kMaxPacksPerLane) {
-    const int lanes = 1 << log2_lanes;
-    if (lane < lanes) {
-      for (int64_t i = 0; i < packs_per_lane; ++i) {
-#pragma unroll
-        for (int j = 0; j < kPack; ++j) {
-          const float x = load((i * lanes + lane) * kPack + j);
-          ss += x * x;
-        }
-      }
-    }
-  } else {
-    for (int64_t f = lane; f < K; f += kWarpSize) {
-      const float x = load(f);
-      ss += x * x;
-    }
-  }
-  return warp_sum(ss);
-}
-
-// Destination of q/k head `h` (0 <= h < 2H) of row `row`.
-template <typename T>
-__device__ __forceinline__ T* qk_head_out(const PostConvPrepParams& p,
-                                          int64_t row, int64_t h) {
-  return h < p.H ? static_cast<T*>(p.q) + (row * p.H + h) * p.K
-                 : static_cast<T*>(p.k) + (row * p.H + h - p.H) * p.K;
-}
 
 // ---------------------------------------------------------------------------
 // Row-major fast path.
@@ -332,21 +156,6 @@ __device__ __forceinline__ void rowmajor_v(const PostConvPrepParams& p, const Ro
   }
 }
 
-// Gates [first, first + count) (those below L * HV) in row-major (row, value
-// head) order, a thread each.
-// The row-major and channel-first kernels give the gates blocks of their own,
-// one gate a thread: a gate's loads wait for the previous gate's stores (g and
-// beta may alias the inputs, as far as the compiler knows), so a block with
-// several gates a thread would take several memory round trips.
-__device__ __forceinline__ void gate_block(const PostConvPrepParams& p, int64_t first,
-                                           int64_t count) {
-  const int64_t end = std::min<int64_t>(p.L * p.HV, first + count);
-  for (int64_t idx = first + threadIdx.x; idx < end; idx += kThreads) {
-    const int64_t row = idx / p.HV;
-    wait_for_previous_grid();
-    compute_gate(p, row, idx - row * p.HV);
-  }
-}
 
 template <typename T, int kPacksPerLane>
 __global__ void __launch_bounds__(kThreads)
@@ -651,67 +460,6 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
 // ---------------------------------------------------------------------------
 // Host side: pick a kernel from the strides and launch it.
 
-
-// Where a launch goes: the inputs' device (current while launching) and its
-// current stream.
-struct LaunchTarget {
-  cudaStream_t stream;
-  int device;
-};
-
-int blocks_for(int64_t work) {
-  return static_cast<int>(std::max<int64_t>(1, std::min(work, kMaxBlocks)));
-}
-
-// Whether kKernel may be launched as a programmatic dependent on the current
-// device: only if the code the device runs was compiled for sm_90 or later
-// (PTX JIT-compiled from an older target lacks the wait, and launching it
-// early would race with the previous kernel). GDN_EXT_DISABLE_PDL=1 turns
-// it off. Read once per kernel and device.
-template <auto kKernel>
-bool programmatic_launch_allowed(int device) {
-  constexpr int kMaxDevices = 64;
-  static const bool disabled = [] {
-    const char* env = std::getenv("GDN_EXT_DISABLE_PDL");
-    return env != nullptr && std::string(env) == "1";
-  }();
-  static std::atomic<int8_t> allowed[kMaxDevices] = {};  // 0: not read yet, 1: yes, -1: no
-  if (disabled || device >= kMaxDevices) return false;
-  int8_t state = allowed[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    cudaFuncAttributes attr;
-    STD_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
-    state = attr.ptxVersion >= 90 ? 1 : -1;
-    allowed[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
-}
-
-template <auto kKernel, typename... Args>
-void launch(int blocks, int64_t smem_bytes, const LaunchTarget& target, const Args&... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(kThreads);
-  config.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
-  config.stream = target.stream;
-  cudaLaunchAttribute attribute = {};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = programmatic_launch_allowed<kKernel>(target.device) ? 1 : 0;
-  STD_CUDA_CHECK(cudaLaunchKernelEx(&config, kKernel, args...));
-  STD_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// Units of work per block: whole iterations, and few enough blocks per kind
-// that the three kinds together stay inside gridDim.x.
-int64_t units_per_block(int64_t units, int64_t per_iteration) {
-  constexpr int64_t kMaxBlocksPerKind = int64_t{1} << 28;
-  const int64_t iterations = (units + per_iteration - 1) / per_iteration;
-  return per_iteration * std::max<int64_t>(1, (iterations + kMaxBlocksPerKind - 1) / kMaxBlocksPerKind);
-}
-
-
 // Returns false when the row-major fast path does not apply.
 template <typename T>
 bool try_launch_rowmajor(const PostConvPrepParams& p, const LaunchTarget& target) {
@@ -781,22 +529,16 @@ void launch_post_conv_prep(const PostConvPrepParams& p, const LaunchTarget& targ
 }
 
 void run_cuda(const PostConvPrepParams& p, int32_t device) {
-  // Launch on the inputs' device, not the current one, and on that device's
-  // current stream. The stream comes from the C shim: a stable Stream's id()
-  // is an encoded id, not a cudaStream_t. The guard (a heap object behind
-  // the shim) is made only where the device must change.
-  std::optional<torch::stable::accelerator::DeviceGuard> device_guard;
-  if (torch::stable::accelerator::getCurrentDeviceIndex() != device) device_guard.emplace(device);
-  void* stream = nullptr;
-  TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(device, &stream));
-  const LaunchTarget target{static_cast<cudaStream_t>(stream), device};
-  dispatch_activation(p.conv_kind, [&](auto zero) { launch_post_conv_prep<decltype(zero)>(p, target); });
+  on_device(device, [&](const LaunchTarget& target) {
+    dispatch_activation(p.conv_kind,
+                        [&](auto zero) { launch_post_conv_prep<decltype(zero)>(p, target); });
+  });
 }
 
 }  // namespace
-}  // namespace gdn
+}  // namespace gdn::gpu
 
 STABLE_TORCH_LIBRARY_IMPL(gdn, CUDA, m) {
-  m.impl("fused_post_conv_prep", TORCH_BOX(&gdn::post_conv_prep_with<&gdn::run_cuda>));
-  m.impl("fused_post_conv_prep.out", TORCH_BOX(&gdn::post_conv_prep_out_with<&gdn::run_cuda>));
+  m.impl("fused_post_conv_prep", TORCH_BOX(&gdn::post_conv_prep_with<&gdn::gpu::run_cuda>));
+  m.impl("fused_post_conv_prep.out", TORCH_BOX(&gdn::post_conv_prep_out_with<&gdn::gpu::run_cuda>));
 }

@@ -1,5 +1,5 @@
 // The CPU row kernel, written once against the vector layer (vec.h). Each of
-// post_conv_prep_cpu_{default,avx2,avx512}.cpp defines CPU_CAPABILITY and
+// kernels_{default,avx2,avx512}.cpp defines CPU_CAPABILITY and
 // GDN_VEC_BYTES (and sets the target) and includes this file once, which
 // puts one copy per ISA in gdn::cpu::<ISA>.
 //
@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "post_conv_prep_cpu.h"
+#include "kernels.h"
 #include "vec.h"
 
 namespace gdn::cpu {

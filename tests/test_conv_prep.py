@@ -1,0 +1,199 @@
+"""Op 2, causal_conv1d_post_conv_prep: every backend against the float64
+reference (SPEC.md op 2 bounds, cache lines bit-exact) over dtypes, shapes,
+conv widths, batches of sequences, cache layouts and indices, on fresh
+random data with poisoned output memory."""
+import itertools
+
+import pytest
+import torch
+
+from _conv_helpers import PAD, ConvInputs, assert_states_equal, check_conv_against_reference, \
+    run_poisoned
+from _helpers import DTYPES, INTERPRET, _ulps_apart, device_for
+from gdn_ext import causal_conv1d_post_conv_prep, fused_post_conv_prep
+
+# (H, HV, K, V): Qwen3-Next (16,32), Qwen3.5-27B (16,48: HV not a power of
+# two), (16,64), their tensor-parallel splits, and odd K/V (no packed path).
+SHAPES = [(16, 32, 128, 128), (16, 48, 128, 128), (16, 64, 128, 128), (8, 24, 128, 128),
+          (4, 12, 128, 128), (2, 6, 128, 128), (3, 5, 36, 20), (1, 1, 5, 7)]
+SMALL_SHAPES = [(2, 6, 128, 128), (3, 5, 36, 20), (1, 1, 5, 7)]
+WIDTHS = [2, 3, 4]
+
+
+def batches(W):
+    """Batches of 1, 3 and 17 sequences with lengths 0, 1, W-2, W-1, 64, 1000."""
+    mix = [0, 1, W - 2, W - 1, 64, 1000, 5, 1, 0, W, 2, 1, 33, W - 1, 1, 7, 3]
+    return {"B1": [1000], "B3": [W - 1, 0, 64], "B17": mix}
+
+
+def cases(backend):
+    interpreted = backend == "triton" and INTERPRET
+    if interpreted:
+        shapes, dtypes, names = SMALL_SHAPES[1:], (torch.bfloat16, torch.float32), ("B3",)
+    elif backend in ("cpu", "reference"):
+        shapes, dtypes, names = SMALL_SHAPES + [(16, 32, 128, 128)], DTYPES, ("B1", "B3", "B17")
+    else:
+        shapes, dtypes, names = SHAPES, DTYPES, ("B1", "B3", "B17")
+    for shape, W, dtype, name in itertools.product(shapes, WIDTHS, dtypes, names):
+        yield pytest.param(backend, shape, W, dtype, name,
+                           id=f"{backend}-{'x'.join(map(str, shape))}-W{W}-{str(dtype)[6:]}-{name}")
+
+
+def run(inputs, backend, states, **kw):
+    return run_poisoned(lambda: causal_conv1d_post_conv_prep(*inputs.args(states, **kw),
+                                                             backend=backend), inputs)
+
+
+@pytest.mark.parametrize("backend,shape,W,dtype,batch",
+                         [c for b in ("cuda", "triton", "cpu") for c in cases(b)])
+def test_matches_reference(backend, shape, W, dtype, batch):
+    device = device_for(backend)
+    inputs = ConvInputs(batches(W)[batch], *shape, W, dtype, device)
+    states = inputs.fresh_states()
+    out = run(inputs, backend, states)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
+def _layout_backends():
+    return [b for b in ("cuda", "triton", "cpu", "reference")]
+
+
+LAYOUTS = {
+    # name: ConvInputs keyword arguments
+    "x_channel_first": dict(x_layout="channel_first"),
+    "x_padded": dict(x_layout="padded"),
+    "x_offset": dict(x_layout="offset"),
+    "states_wd": dict(state_layout="wd"),
+    "states_strided": dict(state_layout="strided"),
+    "identity_lines_no_initial": dict(lines="identity", initial="none"),
+    "all_initial": dict(initial="all"),
+    "no_bias_bf16_weight": dict(bias=False, weight_dtype=torch.bfloat16),
+    "weight_transposed_fp16": dict(weight_layout="transposed", weight_dtype=torch.float16),
+    # Pad slots and lines outside [0, N): read zeros, write nothing.
+    "pad_and_out_of_range": dict(lines=[PAD, 3, 9, -5, 0], initial=[True, True, True, True, False],
+                                 num_lines=5),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+@pytest.mark.parametrize("backend", _layout_backends())
+def test_layouts_and_cache_indices(backend, dtype, layout):
+    device = device_for(backend)
+    shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (4, 12, 128, 128)
+    lengths = [5, 1, 0, 70, 2]
+    inputs = ConvInputs(lengths, *shape, 4, dtype, device, **LAYOUTS[layout])
+    states = inputs.fresh_states()
+    out = run(inputs, backend, states)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
+@pytest.mark.parametrize("flags", [(False, False), (True, True)], ids=["no_l2", "g_exp"])
+@pytest.mark.parametrize("silu", [True, False], ids=["silu", "identity"])
+@pytest.mark.parametrize("backend", _layout_backends())
+def test_flags(backend, silu, flags):
+    device = device_for(backend)
+    inputs = ConvInputs([3, 40, 1], 2, 6, 32, 16, 3, torch.bfloat16, device)
+    states = inputs.fresh_states()
+    out = run_poisoned(lambda: causal_conv1d_post_conv_prep(
+        *inputs.args(states, *flags), activation="silu" if silu else None, backend=backend), inputs)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states, *flags, silu=silu)
+
+
+@pytest.mark.parametrize("batch", [1, 8, 33])
+@pytest.mark.parametrize("backend", _layout_backends())
+def test_decode_steps(backend, batch):
+    """Pure decode (every sequence one token, all continuing from their
+    lines), five steps in a row on the same cache."""
+    device = device_for(backend)
+    shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (16, 32, 128, 128)
+    for dtype in (torch.bfloat16, torch.float32):
+        inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all")
+        states = inputs.fresh_states()
+        for _ in range(5):
+            before = states.clone()
+            out = run(inputs, backend, states)
+            check_conv_against_reference(out, states, inputs, before)
+            inputs.x = torch.randn_like(inputs.x)
+
+
+@pytest.mark.parametrize("backend", _layout_backends())
+@pytest.mark.parametrize("split", [1, 2, 3, 5, 64])
+def test_prefill_then_decode_equals_one_call(backend, split):
+    """A sequence's tokens in two calls (the second continuing from the cache
+    line the first left, then one token at a time) give the bits one call
+    gives: the cache holds exactly what the conv needs."""
+    device = device_for(backend)
+    W, n = 4, 70
+    whole = ConvInputs([n], 2, 6, 32, 16, W, torch.bfloat16, device, lines=[1], initial=[False],
+                       num_lines=3)
+    states = whole.fresh_states()
+    expected = causal_conv1d_post_conv_prep(*whole.args(states), backend=backend)
+    expected_states = states
+
+    states = whole.fresh_states()
+    pieces = [(0, split)] + [(t, t + 1) for t in range(split, n)]
+    outs = []
+    for i, (s, e) in enumerate(pieces):
+        part = ConvInputs.__new__(ConvInputs)
+        part.__dict__.update(whole.__dict__)
+        part.x, part.a, part.b = whole.x[s:e], whole.a[s:e], whole.b[s:e]
+        part.T, part.lengths = e - s, [e - s]
+        part.query_start_loc = torch.tensor([0, e - s], dtype=torch.int32, device=device)
+        part.has_initial_state = torch.tensor([i > 0], device=device)
+        outs.append(causal_conv1d_post_conv_prep(*part.args(states), backend=backend))
+    for name, x, y in zip("qkvgb", expected, (torch.cat(o) for o in zip(*outs))):
+        assert torch.equal(x, y), name
+    assert_states_equal(states, expected_states)
+
+
+def test_equals_conv_then_op1_on_cpu():
+    """With the conv computed the same way, op 2's q/k/v are op 1 on the
+    conv output: the rounding of y happens before the L2 norm."""
+    inputs = ConvInputs([30, 9], 2, 6, 32, 16, 4, torch.bfloat16, "cpu", initial="none")
+    states = inputs.fresh_states()
+    q, k, v, g, beta = causal_conv1d_post_conv_prep(*inputs.args(states), backend="cpu")
+    # The unfused chain: PyTorch's channel-first conv + SiLU, per sequence.
+    ys = []
+    for s, e in ((0, 30), (30, 39)):
+        xs = inputs.x[s:e].float().T[None]
+        conv = torch.nn.functional.conv1d(torch.nn.functional.pad(xs, (3, 0)),
+                                          inputs.conv_weight.float()[:, None], inputs.conv_bias,
+                                          groups=inputs.D)
+        ys.append(torch.nn.functional.silu(conv)[0].T.to(torch.bfloat16))
+    ref = fused_post_conv_prep(torch.cat(ys), inputs.a, inputs.b, inputs.A_log, inputs.dt_bias,
+                               2, 32, 16, backend="cpu")
+    for name, x, y in zip("qkv", (q, k, v), ref[:3]):
+        assert _ulps_apart(x, y).max().item() <= 2, name
+    assert torch.equal(g, ref[3]) and torch.equal(beta, ref[4])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layout", ["row_major", "channel_first", "offset"])
+def test_cuda_and_triton_agree(dtype, shape, layout):
+    device_for("cuda")
+    device_for("triton")
+    inputs = ConvInputs(batches(4)["B17"], *shape, 4, dtype, "cuda", x_layout=layout)
+    results = []
+    for backend in ("cuda", "triton"):
+        states = inputs.fresh_states()
+        results.append((causal_conv1d_post_conv_prep(*inputs.args(states), backend=backend),
+                        states))
+    (x_out, x_states), (y_out, y_states) = results
+    assert_states_equal(x_states, y_states)
+    for name, x, y in zip("qkv", x_out[:3], y_out[:3]):
+        if dtype == torch.float32:
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+        else:
+            assert _ulps_apart(x, y).max().item() <= 2, name
+    for name, x, y in zip(("g", "beta"), x_out[3:], y_out[3:]):
+        torch.testing.assert_close(x, y, rtol=2e-6, atol=1e-38, msg=name)
+
+
+def test_empty_call_writes_nothing():
+    inputs = ConvInputs([0, 0], 2, 6, 32, 16, 4, torch.float32, "cpu")
+    states = inputs.fresh_states()
+    out = causal_conv1d_post_conv_prep(*inputs.args(states))
+    assert all(t.shape[0] == 0 for t in out)
+    assert torch.equal(states, inputs.conv_states)
