@@ -67,7 +67,9 @@ class GDNCache:
 
 
 class GatedDeltaNet(nn.Module):
-    """Gated DeltaNet attention over a batch of sequences [B, T, hidden_size]."""
+    """Gated DeltaNet attention: forward() over a batch of equal-length
+    sequences [B, T, hidden_size]; forward_packed() over packed sequences of
+    different lengths with a GDNCache (prefill and decode)."""
 
     def __init__(self, hidden_size, num_k_heads, num_v_heads, head_k_dim, head_v_dim,
                  conv_kernel_size=4, norm_eps=1e-6, fused_post_conv=True, fused_conv=True,
