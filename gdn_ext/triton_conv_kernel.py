@@ -16,7 +16,7 @@ import triton.language as tl
 
 from ._conv_checks import check_conv_args
 from ._checks import empty_outputs
-from .triton_kernel import INTERPRET, _cast_to, _exp, _log1p
+from .triton_kernel import INTERPRET, _cast_to, _exp, _store_gates
 
 
 @triton.jit
@@ -105,22 +105,8 @@ def _conv_prep_kernel(
         else:
             tl.store(v + (tokens * HV + (unit - 2 * H))[:, None] * V + f[None, :], y, mask=mask)
     else:
-        hv = tl.arange(0, BLOCK_HV)
-        g_mask = token_ok[:, None] & (hv[None, :] < HV)
-        head_ok = hv < HV
-        xg = (tl.load(a + tokens[:, None] * stride_a0 + hv[None, :] * stride_a1, mask=g_mask,
-                      other=0.0).to(tl.float32)
-              + tl.load(dt_bias + hv * stride_dt, mask=head_ok, other=0.0).to(tl.float32)[None, :])
-        A = tl.load(A_log + hv * stride_A, mask=head_ok, other=0.0).to(tl.float32)
-        softplus = tl.where(xg > 20.0, xg, tl.maximum(xg, 0.0) + _log1p(_exp(-tl.abs(xg))))
-        gate = -_exp(A)[None, :] * softplus
-        if OUTPUT_G_EXP:
-            gate = _exp(gate)
-        bv = tl.load(b + tokens[:, None] * stride_b0 + hv[None, :] * stride_b1, mask=g_mask,
-                     other=0.0).to(tl.float32)
-        out = tokens[:, None] * HV + hv[None, :]
-        tl.store(g + out, gate, mask=g_mask)
-        tl.store(beta + out, 1.0 / (1.0 + _exp(-bv)), mask=g_mask)
+        _store_gates(tokens, token_ok, a, stride_a0, stride_a1, b, stride_b0, stride_b1, A_log,
+                     stride_A, dt_bias, stride_dt, g, beta, HV, OUTPUT_G_EXP, BLOCK_HV)
 
 
 @triton.jit

@@ -99,22 +99,31 @@ def _post_conv_prep_kernel(
         vals = tl.load(src_rows + (col0 + vc[None, :]).to(tl.int64) * stride_feat, mask=v_mask)
         tl.store(v + (rows * HV + v_head)[:, None] * V + vc[None, :], vals, mask=v_mask)
     else:
-        hv = tl.arange(0, BLOCK_HV)
-        g_mask = row_ok[:, None] & (hv[None, :] < HV)
-        head_ok = hv < HV
-        x = (tl.load(a + rows[:, None] * stride_a0 + hv[None, :] * stride_a1, mask=g_mask,
-                     other=0.0).to(tl.float32)
-             + tl.load(dt_bias + hv * stride_dt, mask=head_ok, other=0.0).to(tl.float32)[None, :])
-        A = tl.load(A_log + hv * stride_A, mask=head_ok, other=0.0).to(tl.float32)
-        softplus = tl.where(x > 20.0, x, tl.maximum(x, 0.0) + _log1p(_exp(-tl.abs(x))))
-        gate = -_exp(A)[None, :] * softplus
-        if OUTPUT_G_EXP:
-            gate = _exp(gate)
-        bv = tl.load(b + rows[:, None] * stride_b0 + hv[None, :] * stride_b1, mask=g_mask,
-                     other=0.0).to(tl.float32)
-        out = rows[:, None] * HV + hv[None, :]
-        tl.store(g + out, gate, mask=g_mask)
-        tl.store(beta + out, 1.0 / (1.0 + _exp(-bv)), mask=g_mask)
+        _store_gates(rows, row_ok, a, stride_a0, stride_a1, b, stride_b0, stride_b1, A_log,
+                     stride_A, dt_bias, stride_dt, g, beta, HV, OUTPUT_G_EXP, BLOCK_HV)
+
+
+@triton.jit
+def _store_gates(rows, row_ok, a, stride_a0, stride_a1, b, stride_b0, stride_b1, A_log, stride_A,
+                 dt_bias, stride_dt, g, beta, HV, OUTPUT_G_EXP: tl.constexpr,
+                 BLOCK_HV: tl.constexpr):
+    """g and beta of the given rows, every value head (both ops' kernels)."""
+    hv = tl.arange(0, BLOCK_HV)
+    g_mask = row_ok[:, None] & (hv[None, :] < HV)
+    head_ok = hv < HV
+    x = (tl.load(a + rows[:, None] * stride_a0 + hv[None, :] * stride_a1, mask=g_mask,
+                 other=0.0).to(tl.float32)
+         + tl.load(dt_bias + hv * stride_dt, mask=head_ok, other=0.0).to(tl.float32)[None, :])
+    A = tl.load(A_log + hv * stride_A, mask=head_ok, other=0.0).to(tl.float32)
+    softplus = tl.where(x > 20.0, x, tl.maximum(x, 0.0) + _log1p(_exp(-tl.abs(x))))
+    gate = -_exp(A)[None, :] * softplus
+    if OUTPUT_G_EXP:
+        gate = _exp(gate)
+    bv = tl.load(b + rows[:, None] * stride_b0 + hv[None, :] * stride_b1, mask=g_mask,
+                 other=0.0).to(tl.float32)
+    out = rows[:, None] * HV + hv[None, :]
+    tl.store(g + out, gate, mask=g_mask)
+    tl.store(beta + out, 1.0 / (1.0 + _exp(-bv)), mask=g_mask)
 
 
 def post_conv_prep_triton(conv_output, a, b, A_log, dt_bias, num_k_heads, head_k_dim,

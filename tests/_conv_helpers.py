@@ -4,7 +4,7 @@ reference under SPEC.md's op 2 bounds."""
 import torch
 
 import gdn_ext
-from _helpers import FLT_MIN, _ulps_apart, assert_f32_close, ulp
+from _helpers import FLT_MIN, _ulps_apart, assert_f32_close, poisoned, ulp
 
 PAD = -1
 
@@ -84,6 +84,10 @@ class ConvInputs:
         self.dt_bias = randn(HV).to(device)
         self.x, self.conv_weight, self.conv_states = x, weight, states
 
+    # What _helpers.poisoned reads: the tokens and the activation input.
+    L = property(lambda self: self.T)
+    conv = property(lambda self: self.x)
+
     def args(self, states=None, apply_l2norm=True, output_g_exp=False):
         """The op's positional arguments (up to output_g_exp)."""
         return (self.x, self.conv_weight, self.conv_bias,
@@ -101,15 +105,8 @@ class ConvInputs:
 
 
 def run_poisoned(fn, inputs):
-    """fn() right after freeing NaN-filled blocks of the outputs' sizes (so
-    that an unwritten output element reads NaN)."""
-    T, H, HV, K, V = inputs.T, inputs.H, inputs.HV, inputs.K, inputs.V
-    dev, dt = inputs.x.device, inputs.x.dtype
-    bait = [torch.full(s, float("nan"), dtype=d, device=dev)
-            for s, d in (((T, H, K), dt), ((T, H, K), dt), ((T, HV, V), dt),
-                         ((T, HV), torch.float32), ((T, HV), torch.float32))]
-    del bait
-    return fn()
+    """fn() on NaN-poisoned output memory (_helpers.poisoned)."""
+    return poisoned(fn, inputs)
 
 
 def assert_states_equal(got, expected, what="conv_states"):
