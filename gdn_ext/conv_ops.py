@@ -74,7 +74,7 @@ def causal_conv1d_post_conv_prep(x, conv_weight, conv_bias, conv_states, query_s
             has_initial_state, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim,
             apply_l2norm, output_g_exp, ACTIVATIONS[activation], pad_slot_id)
     if backend != "auto":
-        reason = backend_unavailable_reason(backend, x.device)
+        reason = backend_unavailable_reason(backend, x.device, "x")
         if reason is not None:
             raise ValueError(_library.CONV_QUALNAME + ": " + reason)
     if validate:

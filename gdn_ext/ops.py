@@ -31,8 +31,9 @@ def _no_library():
             + (f" ({_library.LIBRARY_ERROR})" if _library.LIBRARY_ERROR else ""))
 
 
-def backend_unavailable_reason(backend, device):
-    """None when `backend` can run on tensors of `device` here, else why not."""
+def backend_unavailable_reason(backend, device, input_name="conv_output"):
+    """None when `backend` can run on tensors of `device` here, else why not
+    (input_name: the op's activation input, as the message names it)."""
     device = torch.device(device)
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}"
@@ -43,12 +44,12 @@ def backend_unavailable_reason(backend, device):
         if not torch.cuda.is_available():
             return "backend 'cuda' is not available: no CUDA device is visible"
         if device.type != "cuda":
-            return f"backend 'cuda' needs CUDA tensors, but conv_output is on {device}"
+            return f"backend 'cuda' needs CUDA tensors, but {input_name} is on {device}"
     elif backend == "cpu":
         if not _library.HAS_COMPILED_LIBRARY:
             return f"backend 'cpu' {_no_library()}"
         if device.type != "cpu":
-            return f"backend 'cpu' needs CPU tensors, but conv_output is on {device}"
+            return f"backend 'cpu' needs CPU tensors, but {input_name} is on {device}"
     elif backend == "triton":
         if _library.post_conv_prep_triton is None:
             return f"backend 'triton' is not available: triton failed to import ({_library.TRITON_ERROR})"
@@ -57,7 +58,7 @@ def backend_unavailable_reason(backend, device):
         if device.type == "cuda" and not torch.cuda.is_available():
             return "backend 'triton' is not available: no CUDA device is visible"
         if device.type not in ("cuda", "cpu"):
-            return f"backend 'triton' needs CUDA tensors, but conv_output is on {device}"
+            return f"backend 'triton' needs CUDA tensors, but {input_name} is on {device}"
     return None
 
 

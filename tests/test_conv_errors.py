@@ -97,3 +97,12 @@ def test_tensors_on_different_devices(backend, which):
              LINES: "cache_indices", INITIAL: "has_initial_state", A: "a"}
     with pytest.raises((RuntimeError, ValueError), match=f"one device.*{names[which]} is on cpu"):
         causal_conv1d_post_conv_prep(*args, backend=backend)
+
+
+def test_unknown_and_unavailable_backends():
+    args = _args("cpu")
+    with pytest.raises(ValueError, match="causal_conv1d_post_conv_prep: unknown backend 'fast'"):
+        causal_conv1d_post_conv_prep(*args, backend="fast")
+    # CPU tensors: the cuda backend says why it cannot run them (or that it is absent).
+    with pytest.raises(ValueError, match="backend 'cuda'.*(x is on cpu|not available)"):
+        causal_conv1d_post_conv_prep(*args, backend="cuda")
