@@ -24,6 +24,9 @@ using torch::stable::Tensor;
 // instead of instantiating every combination.
 enum class ScalarKind : int32_t { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
 
+// Bytes of one element of the kind.
+constexpr int64_t element_bytes(ScalarKind kind) { return kind == ScalarKind::kFloat32 ? 4 : 2; }
+
 struct StridedInput {
   const void* data;
   int64_t stride0;  // row stride (a, b) or element stride (A_log, dt_bias)

@@ -141,17 +141,16 @@ def reference_causal_conv1d_post_conv_prep(x, conv_weight, conv_bias, conv_state
                                            silu=True, pad_slot_id=-1):
     """Op 2 in float64, mutating nothing: the conv in float64, y rounded once
     to x's dtype (what an unfused layer stores), then op 1's float64
-    reference on y. Returns ((q, k, v, g, beta) float64, y, magnitude,
-    new_states)."""
+    reference on y. Returns ((q, k, v, g, beta) float64, y64 (the conv output
+    before that rounding), magnitude, new_states)."""
     check_conv_args(x, conv_weight, conv_bias, conv_states, query_start_loc, cache_indices,
                     has_initial_state, a, b, A_log, dt_bias, num_k_heads, head_k_dim, head_v_dim)
     y64, magnitude, new_states = reference_causal_conv1d(
         x, conv_weight, conv_bias, conv_states, query_start_loc, cache_indices,
         has_initial_state, silu, pad_slot_id)
-    y = y64.to(x.dtype)
-    outputs = reference_post_conv_prep(y, a, b, A_log, dt_bias, num_k_heads, head_k_dim,
-                                       head_v_dim, apply_l2norm, output_g_exp)
-    return outputs, y, magnitude, new_states
+    outputs = reference_post_conv_prep(y64.to(x.dtype), a, b, A_log, dt_bias, num_k_heads,
+                                       head_k_dim, head_v_dim, apply_l2norm, output_g_exp)
+    return outputs, y64, magnitude, new_states
 
 
 def reference_conv_backend(x, conv_weight, conv_bias, conv_states, query_start_loc,

@@ -54,8 +54,7 @@ def test_matches_reference(backend, shape, W, dtype, batch):
     check_conv_against_reference(out, states, inputs, inputs.conv_states)
 
 
-def _layout_backends():
-    return [b for b in ("cuda", "triton", "cpu", "reference")]
+BACKENDS = ["cuda", "triton", "cpu", "reference"]
 
 
 LAYOUTS = {
@@ -77,7 +76,7 @@ LAYOUTS = {
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
-@pytest.mark.parametrize("backend", _layout_backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_layouts_and_cache_indices(backend, dtype, layout):
     device = device_for(backend)
     shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (4, 12, 128, 128)
@@ -90,7 +89,7 @@ def test_layouts_and_cache_indices(backend, dtype, layout):
 
 @pytest.mark.parametrize("flags", [(False, False), (True, True)], ids=["no_l2", "g_exp"])
 @pytest.mark.parametrize("silu", [True, False], ids=["silu", "identity"])
-@pytest.mark.parametrize("backend", _layout_backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_flags(backend, silu, flags):
     device = device_for(backend)
     inputs = ConvInputs([3, 40, 1], 2, 6, 32, 16, 3, torch.bfloat16, device)
@@ -101,7 +100,7 @@ def test_flags(backend, silu, flags):
 
 
 @pytest.mark.parametrize("batch", [1, 8, 33])
-@pytest.mark.parametrize("backend", _layout_backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_decode_steps(backend, batch):
     """Pure decode (every sequence one token, all continuing from their
     lines), five steps in a row on the same cache."""
@@ -117,7 +116,7 @@ def test_decode_steps(backend, batch):
             inputs.x = torch.randn_like(inputs.x)
 
 
-@pytest.mark.parametrize("backend", _layout_backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("split", [1, 2, 3, 5, 64])
 def test_prefill_then_decode_equals_one_call(backend, split):
     """A sequence's tokens in two calls (the second continuing from the cache

@@ -61,7 +61,7 @@ void run_cpu(const CausalConvPrepParams& p, int32_t /*device_index*/) {
   }
   const ConvTables tables{weight.data(), bias.data()};
   const bool wide = p.prep.conv_kind == ScalarKind::kFloat32;
-  const int64_t row_bytes = D * (wide ? 4 : 2) + 8 * p.prep.HV;
+  const int64_t row_bytes = D * element_bytes(p.prep.conv_kind) + 8 * p.prep.HV;
   const RowSchedule schedule = row_schedule(p.prep.L, row_bytes);
   const ConvRowsKernel kernel = capability().conv_rows;
   torch::stable::parallel_for(0, p.prep.L, schedule.grain, [&](int64_t begin, int64_t end) {

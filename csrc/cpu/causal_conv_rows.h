@@ -115,7 +115,6 @@ __attribute__((flatten)) void conv_row(const CausalConvPrepParams& p, const Conv
 // Op 1's parameters for rows [r0, r0 + n) of y held in `rows` (row-major).
 PostConvPrepParams block_params(const PostConvPrepParams& p, const void* rows, int64_t D,
                                 int64_t r0, int64_t n) {
-  const auto element_bytes = [](ScalarKind kind) { return kind == ScalarKind::kFloat32 ? 4 : 2; };
   const auto shifted = [&](StridedInput in) {
     in.data = static_cast<const char*>(in.data) + r0 * in.stride0 * element_bytes(in.kind);
     return in;

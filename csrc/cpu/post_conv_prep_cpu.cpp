@@ -9,8 +9,7 @@ namespace gdn::cpu {
 namespace {
 
 void run_cpu(const PostConvPrepParams& p, int32_t /*device_index*/) {
-  const int64_t element_bytes = p.conv_kind == ScalarKind::kFloat32 ? 4 : 2;
-  const int64_t row_bytes = (2 * p.H * p.K + p.HV * p.V) * element_bytes + 8 * p.HV;
+  const int64_t row_bytes = (2 * p.H * p.K + p.HV * p.V) * element_bytes(p.conv_kind) + 8 * p.HV;
   const RowSchedule schedule = row_schedule(p.L, row_bytes);
   const RowsKernel kernel = capability().rows;
   torch::stable::parallel_for(0, p.L, schedule.grain, [&](int64_t begin, int64_t end) {

@@ -138,7 +138,7 @@ __device__ __forceinline__ void load_floats(const StridedInput& in, int64_t firs
   if (packed) {
     constexpr int kMaxBytes = kN * 4;
     uint4 raw[(kMaxBytes + 15) / 16];
-    const int bytes = kN * (in.kind == ScalarKind::kFloat32 ? 4 : 2);
+    const int bytes = kN * static_cast<int>(element_bytes(in.kind));
     const char* src = static_cast<const char*>(in.data) + first * (bytes / kN);
 #pragma unroll
     for (int i = 0; i < (kMaxBytes + 15) / 16; ++i) {
@@ -565,7 +565,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
     if (seq.start < t && t - seq.start < kW - 1) continue;
     const bool first = t == seq.start;
     const int64_t last = first ? std::min(seq.end, t + kW - 1) : t + 1;
-    const int64_t line = first || t - seq.start < kW - 1 ? cache_line(p, seq.index) : -1;
+    const int64_t line = first ? cache_line(p, seq.index) : -1;
     const T* prior = line >= 0 && has_initial_state(p, seq.index)
                          ? states + line * p.states_stride_line
                          : nullptr;
@@ -637,8 +637,6 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
 bool aligned_to(int64_t elements, int64_t element_bytes, int64_t bytes) {
   return (elements * element_bytes) % bytes == 0;
 }
-
-int64_t element_bytes(ScalarKind kind) { return kind == ScalarKind::kFloat32 ? 4 : 2; }
 
 // Returns false when the packed path does not apply.
 template <typename T>
