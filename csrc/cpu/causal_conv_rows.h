@@ -72,43 +72,42 @@ void tap_rows(const CausalConvPrepParams& p, const SequenceCursor& seq, int64_t 
   }
 }
 
+// Lanes [0, n) of a tap from feature d on, as float: loaded in place where the
+// tap has unit feature stride (x's rows, cache lines laid out [N, W-1, D]),
+// else gathered first.
+template <typename T>
+inline FloatVec tap_lanes(const TapRow& tap, int64_t d, int64_t n) {
+  const T* src = static_cast<const T*>(tap.data);
+  if (tap.stride == 1) return n == kLanes ? load(src + d) : load(src + d, n);
+  T lanes[kLanes];
+  for (int64_t i = 0; i < n; ++i) lanes[i] = src[(d + i) * tap.stride];
+  return load(static_cast<const T*>(lanes), n);
+}
+
 // y[d] = act(bias[d] + sum_j w[j][d] * tap_j[d]), accumulated in float32 from
-// the first tap to the last and rounded once to T. Taps with unit feature
-// stride (x's rows; cache lines laid out [N, W-1, D]) load whole vectors.
+// the first tap to the last and rounded once to T. Every token takes this one
+// vector path whatever its taps' strides, so a token reads the same bits
+// whether its prior inputs come from x or from a cache line (a sequence split
+// over calls gives the bits of one call).
 template <typename T>
 __attribute__((flatten)) void conv_row(const CausalConvPrepParams& p, const ConvTables& tables,
                                        const TapRow* taps, T* y) {
   const int64_t D = p.D, W = p.W;
-  bool unit_stride = true;
-  for (int64_t j = 0; j < W; ++j) unit_stride &= taps[j].data == nullptr || taps[j].stride == 1;
-  if (unit_stride) {
-    for (int64_t d = 0; d < D; d += kLanes) {
-      const int64_t n = std::min<int64_t>(kLanes, D - d);
-      const bool full = n == kLanes;
-      FloatVec acc = full ? load(tables.bias + d) : load(tables.bias + d, n);
-      for (int64_t j = 0; j < W; ++j) {
-        if (taps[j].data == nullptr) continue;
-        const T* tap = static_cast<const T*>(taps[j].data) + d;
-        const float* w = tables.weight + j * D + d;
-        acc = acc + (full ? load(w) : load(w, n)) * (full ? load(tap) : load(tap, n));
-      }
-      if (p.silu) acc = silu(acc);
-      if (full) {
-        store<false>(y + d, acc);
-      } else {
-        store(y + d, acc, n);
-      }
-    }
-    return;
-  }
-  for (int64_t d = 0; d < D; ++d) {
-    float acc = tables.bias[d];
+  for (int64_t d = 0; d < D; d += kLanes) {
+    const int64_t n = std::min<int64_t>(kLanes, D - d);
+    const bool full = n == kLanes;
+    FloatVec acc = full ? load(tables.bias + d) : load(tables.bias + d, n);
     for (int64_t j = 0; j < W; ++j) {
       if (taps[j].data == nullptr) continue;
-      const T tap = static_cast<const T*>(taps[j].data)[d * taps[j].stride];
-      acc = acc + tables.weight[j * D + d] * static_cast<float>(tap);
+      const float* w = tables.weight + j * D + d;
+      acc = acc + (full ? load(w) : load(w, n)) * tap_lanes<T>(taps[j], d, n);
     }
-    y[d] = static_cast<T>(p.silu ? silu<float>(acc) : acc);
+    if (p.silu) acc = silu(acc);
+    if (full) {
+      store<false>(y + d, acc);
+    } else {
+      store(y + d, acc, n);
+    }
   }
 }
 
