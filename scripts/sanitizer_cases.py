@@ -29,8 +29,11 @@ LENGTHS = [1, 37, 200, 300]
 LAYOUTS = ["row_major", "channel_first", "padded", "offset", "ba_chunk", "strided_params"]
 DTYPES = [torch.bfloat16, torch.float32]
 # Op 2: (sequence lengths, cache lines): empty and shorter-than-the-conv
-# sequences, a pad slot and lines past the cache; and pure decode.
-CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2])]
+# sequences, a pad slot and lines past the cache; pure decode; and a
+# decode-shaped call (T <= 2B) with an empty and a two-token sequence, which
+# the decode kernel hands to its general path.
+CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2]),
+                ([1, 0, 2, 1], [3, 1, 0, 5])]
 CONV_SHAPES = [(4, 8, 64, 64), (3, 5, 36, 20)]
 
 

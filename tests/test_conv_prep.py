@@ -21,9 +21,12 @@ WIDTHS = [2, 3, 4]
 
 
 def batches(W):
-    """Batches of 1, 3 and 17 sequences with lengths 0, 1, W-2, W-1, 64, 1000."""
+    """Batches of 1, 3 and 17 sequences with lengths 0, 1, W-2, W-1, 64, 1000,
+    and a decode-shaped batch (T <= 2B: the CUDA decode kernel) whose empty
+    and longer sequences are not one token each."""
     mix = [0, 1, W - 2, W - 1, 64, 1000, 5, 1, 0, W, 2, 1, 33, W - 1, 1, 7, 3]
-    return {"B1": [1000], "B3": [W - 1, 0, 64], "B17": mix}
+    return {"B1": [1000], "B3": [W - 1, 0, 64], "B17": mix,
+            "B8_decode": [1, 0, 2, 1, W - 1, 1, 1, 0]}
 
 
 def cases(backend):
@@ -31,9 +34,10 @@ def cases(backend):
     if interpreted:
         shapes, dtypes, names = SMALL_SHAPES[1:], (torch.bfloat16, torch.float32), ("B3",)
     elif backend in ("cpu", "reference"):
-        shapes, dtypes, names = SMALL_SHAPES + [(16, 32, 128, 128)], DTYPES, ("B1", "B3", "B17")
+        shapes, dtypes, names = (SMALL_SHAPES + [(16, 32, 128, 128)], DTYPES,
+                                 ("B1", "B3", "B17", "B8_decode"))
     else:
-        shapes, dtypes, names = SHAPES, DTYPES, ("B1", "B3", "B17")
+        shapes, dtypes, names = SHAPES, DTYPES, ("B1", "B3", "B17", "B8_decode")
     for shape, W, dtype, name in itertools.product(shapes, WIDTHS, dtypes, names):
         yield pytest.param(backend, shape, W, dtype, name,
                            id=f"{backend}-{'x'.join(map(str, shape))}-W{W}-{str(dtype)[6:]}-{name}")

@@ -1,0 +1,145 @@
+// Op 2's decode kernel: calls of about one token per sequence (T <= 2B), in
+// the packed kernel's layouts. A decode step is a chain of dependent memory
+// round trips, not a stream of bytes; this kernel keeps it to two for a
+// token that is a sequence of its own:
+//
+//   1. query_start_loc[t] and [t+1] (is sequence t [t, t+1)?), sequence t's
+//      cache index and flag, the token's row of x (its last tap, whatever
+//      its sequence), and the column's weights and bias: all issued before
+//      any of them is used, so that no load waits behind another's use;
+//   2. the old cache line;
+//
+// then the conv, the head's shuffles, and the stores of q/k/v and of the
+// new line [old columns 1.. | x row], from registers. A token whose
+// sequence is not [t, t+1) (a longer one, or bounds shifted by an empty
+// sequence) goes through boundary_chunk, which gives the same bits by the
+// same ownership rule (causal_conv_prep_cuda.cu).
+#include <algorithm>
+#include <cstdint>
+
+#include "causal_conv_device.cuh"
+
+namespace gdn::gpu::conv {
+namespace {
+
+// Step 1's loads for token t, raw, and the old line step 2 adds. Addresses
+// are clamped into range (t < T, the sequence index < B) so that the loads
+// need no branch; one_token_sequence checks t itself.
+template <typename T, int kW>
+struct DecodeToken {
+  int64_t t;
+  int64_t start, end;  // query_start_loc[t], [t+1]
+  int64_t index;       // cache_indices[t]
+  bool initial;
+  Pack<T> x;           // row t of the column
+  StateBlock<T, kW> old;
+};
+
+template <typename T, int kW>
+__device__ __forceinline__ DecodeToken<T, kW> load_token(const CausalConvPrepParams& p, const T* x,
+                                                         int64_t t) {
+  DecodeToken<T, kW> tok;
+  tok.t = t;
+  const int64_t i = std::min(t, p.B - 1);
+  tok.start = sequence_bound(p, i);
+  tok.end = sequence_bound(p, i + 1);
+  tok.index = cache_index(p, i);
+  tok.initial = has_initial_state(p, i);
+  tok.x = load_pack(x + t * p.x_stride_row);
+  return tok;
+}
+
+template <typename T, int kW>
+__device__ __forceinline__ bool one_token_sequence(const CausalConvPrepParams& p,
+                                                   const DecodeToken<T, kW>& tok) {
+  return tok.t < p.B && tok.start == tok.t && tok.end == tok.t + 1;
+}
+
+// Token t, a one-token sequence: taps 0..W-2 are the old line's columns (or
+// zeros without a prior state), tap W-1 is x; then the line moves one column
+// left and takes x. The same sums in the same order as boundary_chunk.
+template <typename T, int kW>
+__device__ __forceinline__ void one_token(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                          const Column<T, kW>& col, const DecodeToken<T, kW>& tok,
+                                          int64_t line, bool prior) {
+  constexpr int kVec = Pack<T>::kSize;
+  Pack<T> zero;
+#pragma unroll
+  for (int f = 0; f < kVec; ++f) zero.x[f] = T(0.f);
+  const Pack<T> y = convolve<T, kW>(p, col, [&](int j) {
+    return j == kW - 1 ? tok.x : prior ? tok.old.col[j] : zero;
+  });
+  float scale = 1.f;
+  if (p.prep.apply_l2norm) {
+    scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
+  }
+  if (!col.stores) return;
+  store_column(p, plan, col.index, tok.t, y, scale);
+  if (line < 0) return;
+  StateBlock<T, kW> next;
+#pragma unroll
+  for (int c = 0; c < kW - 1; ++c) {
+    next.col[c] = c == kW - 2 ? tok.x : prior ? tok.old.col[c + 1] : zero;
+  }
+  store_state<T, kW>(p, plan, static_cast<T*>(p.states) + line * p.states_stride_line, col.index,
+                     next);
+}
+
+// Two blocks an SM (128 registers; 80 bytes spilled in bf16 at W = 4). One
+// block an SM with two tokens a thread in flight (no spills) ran 1.4-1.5x
+// slower at batch 128-512 (benchmarks/NOTES.md).
+template <typename T, int kW>
+__global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
+    decode_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
+  extern __shared__ float4 column_smem[];
+  let_next_grid_launch();
+  for (int64_t work = blockIdx.x; work < plan.conv_work + plan.gate_blocks; work += gridDim.x) {
+    if (gate_work(p, plan, work)) continue;
+    int64_t group;
+    const Column<T, kW> col = work_column<T, kW>(plan, work, column_smem, group);
+    const int64_t first = group * plan.chunks_per_group;
+    const int64_t last = std::min(first + plan.chunks_per_group, p.prep.L);
+    const T* x = static_cast<const T*>(p.x) + col.index * Pack<T>::kSize;
+    wait_for_previous_grid();
+    DecodeToken<T, kW> tok = load_token<T, kW>(p, x, first);
+    load_column(p, plan, col, issue_column_loads(p, plan, col));
+    for (int64_t t = first;;) {  // bounds uniform over the block
+      const bool single = one_token_sequence(p, tok);
+      const int64_t line = single ? checked_line(p, tok.index) : -1;
+      const bool prior = line >= 0 && tok.initial;
+      if (prior) {
+        tok.old = load_state<T, kW>(p, plan, static_cast<const T*>(p.states) +
+                                                 line * p.states_stride_line, col.index);
+      }
+      if (single) {
+        one_token(p, plan, col, tok, line, prior);
+      } else {
+        boundary_chunk<T, kW, 1>(p, plan, col, t, sequence_of(p, t, t));
+      }
+      if (++t >= last) break;
+      tok = load_token<T, kW>(p, x, t);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan,
+                   const LaunchTarget& target) {
+  const int blocks = blocks_for(plan.conv_work + plan.gate_blocks);
+  switch (p.W) {
+    case 2: launch<decode_kernel<T, 2>>(blocks, column_smem_bytes<T, 2>(), target, p, plan); break;
+    case 3: launch<decode_kernel<T, 3>>(blocks, column_smem_bytes<T, 3>(), target, p, plan); break;
+    default: launch<decode_kernel<T, 4>>(blocks, column_smem_bytes<T, 4>(), target, p, plan); break;
+  }
+}
+
+template void launch_decode<c10::BFloat16>(const CausalConvPrepParams&, const PackedPlan&,
+                                           const LaunchTarget&);
+template void launch_decode<c10::Half>(const CausalConvPrepParams&, const PackedPlan&,
+                                       const LaunchTarget&);
+template void launch_decode<float>(const CausalConvPrepParams&, const PackedPlan&,
+                                   const LaunchTarget&);
+
+}  // namespace gdn::gpu::conv

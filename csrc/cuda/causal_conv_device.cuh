@@ -1,0 +1,480 @@
+// Device code shared by op 2's packed CUDA kernels (prefill in
+// causal_conv_prep_cuda.cu, decode in causal_conv_decode_cuda.cu): finding a
+// token's sequence and cache line, the activation, cache-line packs, a
+// column's weights in shared memory, the conv of one token, its store, and
+// the token-by-token path for chunks at sequence starts. See
+// causal_conv_prep_cuda.cu for how sequences and cache lines are shared out
+// between threads.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../causal_conv_prep.h"
+#include "device_common.cuh"
+
+namespace gdn::gpu::conv {
+
+// ---------------------------------------------------------------------------
+// Sequences and cache lines.
+
+__device__ __forceinline__ int64_t sequence_bound(const CausalConvPrepParams& p, int64_t j) {
+  return p.query_start_loc[j * p.query_start_loc_stride];
+}
+
+// The sequence holding token t: the last i in [0, B) with qsl[i] <= t.
+// `guess` is tried first (decode: the token's own index).
+__device__ inline int64_t find_sequence(const CausalConvPrepParams& p, int64_t t, int64_t guess) {
+  if (guess >= 0 && guess < p.B && sequence_bound(p, guess) <= t &&
+      t < sequence_bound(p, guess + 1)) {
+    return guess;
+  }
+  int64_t lo = 0, hi = p.B;
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (sequence_bound(p, mid) <= t) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+struct Sequence {
+  int64_t index, start, end;  // tokens [start, end)
+};
+
+// Bounds that are not what SPEC asks for are clamped so that start <= t <
+// end <= T: wrong values then, never an access out of range.
+__device__ __forceinline__ Sequence sequence_of(const CausalConvPrepParams& p, int64_t t,
+                                                int64_t guess) {
+  const int64_t i = find_sequence(p, t, guess);
+  const int64_t start = std::min<int64_t>(std::max<int64_t>(sequence_bound(p, i), 0), t);
+  const int64_t end = std::min<int64_t>(std::max<int64_t>(sequence_bound(p, i + 1), t + 1), p.prep.L);
+  return {i, start, end};
+}
+
+// Sequence i's entry of cache_indices (i itself without them), unchecked.
+__device__ __forceinline__ int64_t cache_index(const CausalConvPrepParams& p, int64_t i) {
+  return p.cache_indices ? p.cache_indices[i * p.cache_indices_stride] : i;
+}
+
+// The cache line an entry names, or -1 for none (pad slot, out of range).
+__device__ __forceinline__ int64_t checked_line(const CausalConvPrepParams& p, int64_t index) {
+  return index != p.pad_slot_id && index >= 0 && index < p.N ? index : -1;
+}
+
+__device__ __forceinline__ int64_t cache_line(const CausalConvPrepParams& p, int64_t i) {
+  return checked_line(p, cache_index(p, i));
+}
+
+__device__ __forceinline__ bool has_initial_state(const CausalConvPrepParams& p, int64_t i) {
+  return p.has_initial_state != nullptr && p.has_initial_state[i * p.has_initial_state_stride];
+}
+
+__device__ __forceinline__ float load_float(const StridedInput& in, int64_t offset) {
+  return bits_to_float(in.kind, load_bits(in, offset));
+}
+
+// SPEC's conv output before rounding: act(acc), acc = bias + sum_j w_j * tap_j
+// from the first tap to the last. For a 16-bit output SiLU uses the hardware
+// exp2 and divide approximations (relative error below 1e-5 where |acc| < 80,
+// 2^-8 or less of a bf16 ulp, 1% of a fp16 ulp): the accurate expf and IEEE
+// division cost more instructions than the rest of the element together and
+// made the kernel instruction-bound (benchmarks/NOTES.md). The result differs
+// from the accurate one only where the rounding to T flips, which SPEC's
+// 1 ulp for v allows. float32 outputs keep the accurate functions.
+template <typename T>
+__device__ __forceinline__ float activate(const CausalConvPrepParams& p, float acc) {
+  if (!p.silu) return acc;
+  if constexpr (sizeof(T) == 2) {
+    return __fdividef(acc, 1.f + __expf(-acc));
+  } else {
+    return silu<float>(acc);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Packed path.
+
+// How a cache line is read and written, chosen on the host.
+enum class StateAccess : int32_t {
+  kTapPacks,      // unit feature stride ([N, W-1, D] memory): a 16-byte pack per column
+  kFeatureBlock,  // [N, D, W-1] contiguous per line: a pack's W-1 columns are W-1 packs
+  kScalar,        // anything else
+};
+
+struct PackedPlan {
+  int64_t conv_work;      // token groups * column_blocks
+  int64_t gate_blocks;
+  int64_t column_blocks;  // work items per group of tokens
+  int64_t chunks_per_group;  // chunks of kTok tokens a work item takes, one after another
+  int columns;            // D / kVec
+  int qk_columns;         // 2*H*K / kVec
+  int log2_lanes;         // lanes (columns) per q/k head
+  StateAccess state_access;
+  bool weight_packed;     // a column's kVec x W weights are contiguous and 16-byte aligned
+  bool bias_packed;
+};
+
+// The 16-byte loads of kN contiguous values of any float dtype (up to kN
+// float32), kept raw: a caller issues every load of a round trip before it
+// converts any, so that none waits behind another's use.
+template <int kN>
+struct RawFloats {
+  uint4 raw[(kN * 4 + 15) / 16];
+};
+
+template <int kN>
+__device__ __forceinline__ void load_raw(const StridedInput& in, int64_t first, RawFloats<kN>& r) {
+  const int64_t size = element_bytes(in.kind);
+  const char* src = static_cast<const char*>(in.data) + first * size;
+#pragma unroll
+  for (int i = 0; i < static_cast<int>(sizeof(r.raw) / 16); ++i) {
+    if (i * 16 < kN * size) r.raw[i] = *reinterpret_cast<const uint4*>(src + i * 16);
+  }
+}
+
+template <int kN>
+__device__ __forceinline__ void raw_to_floats(ScalarKind kind, const RawFloats<kN>& r,
+                                              float (&out)[kN]) {
+  if (kind == ScalarKind::kFloat32) {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) out[i] = reinterpret_cast<const float*>(r.raw)[i];
+  } else {
+#pragma unroll
+    for (int i = 0; i < kN; ++i) {
+      out[i] = bits_to_float(kind, reinterpret_cast<const uint16_t*>(r.raw)[i]);
+    }
+  }
+}
+
+// The W-1 columns of one pack of features of a cache line: [column][element].
+template <typename T, int kW>
+struct StateBlock {
+  Pack<T> col[kW - 1];
+};
+
+template <typename T, int kW>
+__device__ __forceinline__ StateBlock<T, kW> load_state(const CausalConvPrepParams& p,
+                                                        const PackedPlan& plan, const T* line,
+                                                        int column) {
+  constexpr int kVec = Pack<T>::kSize;
+  StateBlock<T, kW> s;
+  if (plan.state_access == StateAccess::kTapPacks) {
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+      s.col[c] = load_pack(line + c * p.states_stride_tap + column * kVec);
+    }
+  } else if (plan.state_access == StateAccess::kFeatureBlock) {
+    Pack<T> raw[kW - 1];  // element f of column c at f * (W-1) + c
+#pragma unroll
+    for (int i = 0; i < kW - 1; ++i) raw[i] = load_pack(line + (column * (kW - 1) + i) * kVec);
+    const T* flat = raw[0].x;
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) s.col[c].x[f] = flat[f * (kW - 1) + c];
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) {
+        s.col[c].x[f] = line[c * p.states_stride_tap + (column * kVec + f) * p.states_stride_feat];
+      }
+    }
+  }
+  return s;
+}
+
+template <typename T, int kW>
+__device__ __forceinline__ void store_state(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                            T* line, int column, const StateBlock<T, kW>& s) {
+  constexpr int kVec = Pack<T>::kSize;
+  if (plan.state_access == StateAccess::kTapPacks) {
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) store_pack(line + c * p.states_stride_tap + column * kVec, s.col[c]);
+  } else if (plan.state_access == StateAccess::kFeatureBlock) {
+    Pack<T> raw[kW - 1];
+    T* flat = raw[0].x;
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) flat[f * (kW - 1) + c] = s.col[c].x[f];
+    }
+#pragma unroll
+    for (int i = 0; i < kW - 1; ++i) store_pack(line + (column * (kW - 1) + i) * kVec, raw[i]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) {
+        line[c * p.states_stride_tap + (column * kVec + f) * p.states_stride_feat] = s.col[c].x[f];
+      }
+    }
+  }
+}
+
+// The tokens a chunk [t0, t0 + kTok) computes: its own, less a leading run
+// that belongs to a sequence starting in the previous W-2 tokens (whose
+// first W-1 tokens the chunk holding its start computes), plus the first W-1
+// tokens of its last sequence where they spill past the chunk.
+struct TokenRange {
+  int64_t begin, end;
+};
+
+template <int kTok, int kW>
+__device__ __forceinline__ TokenRange chunk_tokens(const CausalConvPrepParams& p, int64_t t0,
+                                                   const Sequence& first) {
+  const int64_t chunk_end = std::min<int64_t>(t0 + kTok, p.prep.L);
+  int64_t begin = t0;
+  if (first.start < t0) {
+    begin = std::min(std::max(std::min(first.start + kW - 1, first.end), t0), chunk_end);
+  }
+  const Sequence last =
+      kTok == 1 ? first
+                : sequence_of(p, chunk_end - 1, p.B == p.prep.L ? chunk_end - 1 : first.index);
+  int64_t end = chunk_end;
+  if (last.start >= t0) end = std::max(chunk_end, std::min(last.start + kW - 1, last.end));
+  return {begin, end};
+}
+
+// One 16-byte column of features of the packed kernel: where it sits, and
+// its weights and bias as float, in shared memory. Registers cannot hold them
+// (40 for bf16 at W = 4) beside the rows and sums without spilling at two
+// blocks an SM. Each thread writes and reads only its own slots, laid out
+// [tap][4 features][thread] so that a warp's 16-byte reads hit every bank
+// once; no barrier is needed.
+template <typename T, int kW>
+struct Column {
+  static constexpr int kVec = Pack<T>::kSize;
+  static constexpr int kQuads = kVec / 4;  // float4s per tap
+  int index;    // in [0, D / kVec)
+  bool stores;  // false for a lane past the last column
+  float4* smem;  // this thread's first slot; slot (j, h) at smem[(j * kQuads + h) * kThreads]
+
+  // Weights of tap j (j = kW: the bias), for the column's kVec features.
+  __device__ __forceinline__ void taps(int j, float (&w)[kVec]) const {
+#pragma unroll
+    for (int h = 0; h < kQuads; ++h) {
+      const float4 q = smem[(j * kQuads + h) * kThreads];
+      w[4 * h] = q.x, w[4 * h + 1] = q.y, w[4 * h + 2] = q.z, w[4 * h + 3] = q.w;
+    }
+  }
+};
+
+template <typename T, int kW>
+constexpr int64_t column_smem_bytes() {
+  return int64_t{kW + 1} * Column<T, kW>::kQuads * kThreads * 16;
+}
+
+// The packed kernels' work items: first plan.gate_blocks blocks of gates
+// (short: first, so that they leave no tail behind the conv items), then
+// plan.conv_work conv items. Runs item `work` if it is a gate block.
+__device__ __forceinline__ bool gate_work(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                          int64_t work) {
+  if (work >= plan.gate_blocks) return false;
+  gate_block(p.prep, work * kThreads, kThreads);
+  return true;
+}
+
+// The column of conv item `work` (counted from plan.gate_blocks) this thread
+// takes, and the item's group of tokens. A lane past the last column
+// computes the last one again (every lane reaches the shuffles) and stores
+// nothing.
+template <typename T, int kW>
+__device__ __forceinline__ Column<T, kW> work_column(const PackedPlan& plan, int64_t work,
+                                                     float4* smem, int64_t& group) {
+  const int64_t item = work - plan.gate_blocks;
+  group = item / plan.column_blocks;
+  const int column = static_cast<int>(item - group * plan.column_blocks) * kThreads + threadIdx.x;
+  Column<T, kW> col;
+  col.smem = smem + threadIdx.x;
+  col.stores = column < plan.columns;
+  col.index = std::min(column, plan.columns - 1);
+  return col;
+}
+
+// A column's weights and bias, loaded and not yet converted (packed
+// layouts; the others are loaded element by element in load_column).
+template <typename T, int kW>
+struct ColumnLoads {
+  RawFloats<kW * Pack<T>::kSize> weight;  // element f, tap j at f * W + j
+  RawFloats<Pack<T>::kSize> bias;
+};
+
+template <typename T, int kW>
+__device__ __forceinline__ ColumnLoads<T, kW> issue_column_loads(const CausalConvPrepParams& p,
+                                                                 const PackedPlan& plan,
+                                                                 const Column<T, kW>& col) {
+  constexpr int kVec = Pack<T>::kSize;
+  const int64_t first = static_cast<int64_t>(col.index) * kVec;
+  ColumnLoads<T, kW> loads;
+  if (plan.weight_packed) load_raw(p.weight, first * kW, loads.weight);
+  if (plan.bias_packed) load_raw(p.bias, first, loads.bias);
+  return loads;
+}
+
+// The column's weights and bias as float into its shared-memory slots.
+template <typename T, int kW>
+__device__ __forceinline__ void load_column(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                            const Column<T, kW>& col,
+                                            const ColumnLoads<T, kW>& loads) {
+  constexpr int kVec = Pack<T>::kSize;
+  const int64_t first = static_cast<int64_t>(col.index) * kVec;
+  float weight[kW * kVec];  // element f, tap j at f * W + j
+  if (plan.weight_packed) {
+    raw_to_floats(p.weight.kind, loads.weight, weight);
+  } else {
+#pragma unroll
+    for (int f = 0; f < kVec; ++f) {
+#pragma unroll
+      for (int j = 0; j < kW; ++j) {
+        weight[f * kW + j] =
+            load_float(p.weight, (first + f) * p.weight.stride0 + j * p.weight.stride1);
+      }
+    }
+  }
+  float bias[kVec];
+#pragma unroll
+  for (int f = 0; f < kVec; ++f) bias[f] = 0.f;
+  if (plan.bias_packed) {
+    raw_to_floats(p.bias.kind, loads.bias, bias);
+  } else if (p.bias.data != nullptr) {
+#pragma unroll
+    for (int f = 0; f < kVec; ++f) bias[f] = load_float(p.bias, (first + f) * p.bias.stride0);
+  }
+#pragma unroll
+  for (int h = 0; h < Column<T, kW>::kQuads; ++h) {
+#pragma unroll
+    for (int j = 0; j < kW; ++j) {
+      col.smem[(j * Column<T, kW>::kQuads + h) * kThreads] =
+          make_float4(weight[(4 * h) * kW + j], weight[(4 * h + 1) * kW + j],
+                      weight[(4 * h + 2) * kW + j], weight[(4 * h + 3) * kW + j]);
+    }
+    col.smem[(kW * Column<T, kW>::kQuads + h) * kThreads] =
+        make_float4(bias[4 * h], bias[4 * h + 1], bias[4 * h + 2], bias[4 * h + 3]);
+  }
+}
+
+// y = act(bias + sum_j w_j * tap_j), rounded to T; tap(j) gives tap j's pack.
+template <typename T, int kW, typename Tap>
+__device__ __forceinline__ Pack<T> convolve(const CausalConvPrepParams& p,
+                                            const Column<T, kW>& col, const Tap& tap) {
+  constexpr int kVec = Pack<T>::kSize;
+  float acc[kVec];
+  col.taps(kW, acc);  // the bias
+#pragma unroll
+  for (int j = 0; j < kW; ++j) {
+    const Pack<T> x = tap(j);
+    float w[kVec];
+    col.taps(j, w);
+#pragma unroll
+    for (int f = 0; f < kVec; ++f) acc[f] = acc[f] + w[f] * static_cast<float>(x.x[f]);
+  }
+  Pack<T> y;
+#pragma unroll
+  for (int f = 0; f < kVec; ++f) y.x[f] = static_cast<T>(activate<T>(p, acc[f]));
+  return y;
+}
+
+// Stores token t's conv output of the column: L2-normalised into q or k
+// (scale from the head's lanes), or into v.
+template <typename T>
+__device__ __forceinline__ void store_column(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                             int column, int64_t t, const Pack<T>& y, float scale) {
+  constexpr int kVec = Pack<T>::kSize;
+  if (column < plan.qk_columns) {
+    const int lanes = 1 << plan.log2_lanes;
+    T* dst = qk_head_out<T>(p.prep, t, column >> plan.log2_lanes) + (column & (lanes - 1)) * kVec;
+    store_pack(dst, p.prep.apply_l2norm ? scaled(y, scale) : y);
+  } else {
+    T* dst = static_cast<T*>(p.prep.v) + t * p.prep.HV * p.prep.V +
+             static_cast<int64_t>(column - plan.qk_columns) * kVec;
+    store_pack(dst, y);
+  }
+}
+
+// Any other chunk: sequence starts (taps from the cache line or zeros), a
+// sequence's first W-1 tokens spilling past the chunk, the decode kernel's
+// tokens that are not one-token sequences. One token at a time; the thread
+// that computes a sequence's first W-1 tokens writes its new cache line
+// after them.
+template <typename T, int kW, int kTok>
+__device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                               const Column<T, kW>& col, int64_t t0,
+                                               const Sequence& first) {
+  constexpr int kVec = Pack<T>::kSize;
+  const T* x = static_cast<const T*>(p.x) + col.index * kVec;
+  T* const states = static_cast<T*>(p.states);
+  const TokenRange range = chunk_tokens<kTok, kW>(p, t0, first);
+  Sequence seq = first;
+  for (int64_t t = range.begin; t < range.end; ++t) {  // a bound uniform over the block
+    if (t >= seq.end || t < seq.start) seq = sequence_of(p, t, seq.index + 1);
+    const int64_t line = t - seq.start < kW - 1 ? cache_line(p, seq.index) : -1;
+    const bool prior = line >= 0 && has_initial_state(p, seq.index);
+    T* const line_ptr = states + line * p.states_stride_line;
+    StateBlock<T, kW> old{};
+    if (prior) old = load_state<T, kW>(p, plan, line_ptr, col.index);
+    const Pack<T> y = convolve<T, kW>(p, col, [&](int j) {
+      const int64_t pos = t - (kW - 1) + j;
+      if (pos >= seq.start) return load_pack(x + pos * p.x_stride_row);
+      Pack<T> tap;
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) tap.x[f] = T(0.f);
+#pragma unroll
+      for (int c = 0; c < kW - 1; ++c) {
+        if (prior && c == pos - seq.start + kW - 1) tap = old.col[c];
+      }
+      return tap;
+    });
+    float scale = 1.f;
+    if (p.prep.apply_l2norm) {
+      scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
+    }
+    if (!col.stores) continue;
+    store_column(p, plan, col.index, t, y, scale);
+    // After the last of the sequence's first W-1 tokens (the last reader of
+    // the old line, and this thread's, as are all the others), the new line:
+    // the last W-1 columns of [old line | its x], bit for bit.
+    if (line < 0 || t != std::min(seq.end, seq.start + kW - 1) - 1) continue;
+    const int64_t n = seq.end - seq.start;
+    // The old columns are read again rather than kept from above: fewer
+    // registers live across the conv (W = 4 spilled), and only this thread
+    // writes them, below.
+    if (prior && n < kW - 1) old = load_state<T, kW>(p, plan, line_ptr, col.index);
+    StateBlock<T, kW> next;
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+      const int64_t pos = seq.end - (kW - 1) + c;
+      if (pos >= seq.start) {
+        next.col[c] = load_pack(x + pos * p.x_stride_row);
+      } else {
+#pragma unroll
+        for (int f = 0; f < kVec; ++f) next.col[c].x[f] = T(0.f);
+#pragma unroll
+        for (int cc = 0; cc < kW - 1; ++cc) {
+          if (prior && cc == c + n) next.col[c] = old.col[cc];
+        }
+      }
+    }
+    store_state<T, kW>(p, plan, line_ptr, col.index, next);
+  }
+}
+
+// Packed kernels' blocks an SM. Prefill: three (80 registers). With two
+// (124 registers) it issued at half rate, waiting on memory with 16 warps an
+// SM; three ran 7-12% faster at T >= 8192 (bf16, (16,32)). Decode: two, as
+// three spilled the fallback path of its tokens.
+constexpr int kPrefillBlocksPerSM = 3;
+constexpr int kDecodeBlocksPerSM = 2;
+
+// Launches the decode kernel (causal_conv_decode_cuda.cu) on `plan`, whose
+// chunks are single tokens. T: c10::BFloat16, c10::Half or float.
+template <typename T>
+void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan,
+                   const LaunchTarget& target);
+
+}  // namespace gdn::gpu::conv
