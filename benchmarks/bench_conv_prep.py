@@ -7,7 +7,8 @@ and 8 sequences and decode steps, at the serving shapes, against
     SiLU), then op 1 (decode);
   * a copy of the same bytes: x read once, q/k/v written once, a/b read and
     g/beta written, and the touched cache lines read and written once (the
-    best of copy_ and a Triton copy kernel, in one buffer of that size).
+    fastest of copy_ and several Triton copy kernels,
+    bench_post_conv.gpu_same_bytes_copies, in one buffer of that size).
 
 Device time per call from CUDA-graph replays over enough input sets to
 exceed L2 (bench_post_conv.time_cuda_graph), median of the replays; each
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_post_conv import L2_BYTES, _triton_copy, time_cuda_graph  # noqa: E402
+from bench_post_conv import L2_BYTES, gpu_same_bytes_copies, time_cuda_graph  # noqa: E402
 
 SHAPES = [(16, 32, 128, 128), (16, 48, 128, 128), (16, 64, 128, 128), (8, 24, 128, 128),
           (4, 12, 128, 128), (2, 6, 128, 128)]
@@ -108,11 +109,11 @@ def run(args):
     cases = [("prefill", T, S) for T, S in PREFILL] + [("decode", B, B) for B in DECODE]
     if args.cases:
         cases = [c for c in cases if f"{c[0]}:{c[1]}" in args.cases or c[0] in args.cases]
-    copy_fns = {"copy_": lambda s, d: d.copy_(s)}
     try:
-        copy_fns["triton copy"] = _triton_copy()
+        copy_fns = gpu_same_bytes_copies()
     except Exception as exc:  # noqa: BLE001
-        print(f"# triton copy unavailable: {type(exc).__name__}: {exc}")
+        print(f"# triton copies unavailable: {type(exc).__name__}: {exc}")
+        copy_fns = {"copy_": lambda s, d, *_: d.copy_(s)}
     info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
             "date": datetime.date.today().isoformat(), "dtype": "bf16", "W": W,
             "command": " ".join(sys.argv)}
@@ -128,11 +129,11 @@ def run(args):
             nbytes = same_bytes(H, HV, K, V, T, B, dtype, decode)
             n_sets = max(1, min(32, math.ceil(3 * L2_BYTES / nbytes)))
             sets = [case_inputs(H, HV, K, V, T, S, decode, dtype, gen) for _ in range(n_sets)]
-            half = nbytes // 2
-            copies = [(torch.empty(half, dtype=torch.uint8, device="cuda"),
-                       torch.empty(half, dtype=torch.uint8, device="cuda")) for _ in range(n_sets)]
-            copy_us = min(min(time_cuda_graph(lambda s, d, *_: fn(s, d), copies, 0, 0, 0)
-                              for _ in range(args.rounds)) for fn in copy_fns.values())
+            words = max(1, nbytes // 8)  # half the bytes read, half written
+            copies = [(torch.empty(words, dtype=torch.int32, device="cuda"),
+                       torch.empty(words, dtype=torch.int32, device="cuda")) for _ in range(n_sets)]
+            copy_us = min(min(time_cuda_graph(fn, copies, 0, 0, 0) for _ in range(args.rounds))
+                          for fn in copy_fns.values())
             line = f"{kind:>7} T={T:<6} B={B:<4} copy {copy_us:8.2f}"
             cell = {"H": H, "HV": HV, "K": K, "V": V, "kind": kind, "T": T, "B": B,
                     "bytes": nbytes, "copy_us": copy_us, "impls": {}}
@@ -198,9 +199,38 @@ def plot(result, path):
     print(f"# wrote {path}")
 
 
+def markdown(result):
+    """RESULTS.md's tables of a run: per shape, µs per call and % of the
+    same-bytes copy of each implementation, and op 2's speed-up over the
+    unfused chain."""
+    names = list(dict.fromkeys(n for r in result["rows"] for n in r["impls"]))
+    short = {n: n.replace("gdn_ext ", "").replace("unfused: ", "") for n in names}
+    out = []
+    for shape in dict.fromkeys((r["H"], r["HV"], r["K"], r["V"]) for r in result["rows"]):
+        out += [f"### ({','.join(map(str, shape))}): µs per call (% of the same-bytes copy)", "",
+                "| case | same-bytes copy | " + " | ".join(short[n] for n in names)
+                + " | CUDA vs conv, then op 1 |",
+                "|---|---|" + "---|" * len(names) + "---|"]
+        for r in result["rows"]:
+            if (r["H"], r["HV"], r["K"], r["V"]) != shape:
+                continue
+            case = (f"prefill T={r['T']}, {r['B']} seq" if r["kind"] == "prefill"
+                    else f"decode B={r['B']}")
+            cells = [f"{r['impls'][n]['us']:.2f} ({r['impls'][n]['pct_copy']:.0f}%)"
+                     if n in r["impls"] else "-" for n in names]
+            cuda, unfused = (r["impls"].get(n, {}).get("us") for n in
+                             ("gdn_ext op 2 (cuda)", "unfused: conv, then op 1"))
+            ratio = f"{unfused / cuda:.1f}x" if cuda and unfused else "-"
+            out.append(f"| {case} | {r['copy_us']:.2f} | " + " | ".join(cells) + f" | {ratio} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tables-from", metavar="JSON",
+                   help="print RESULTS.md's tables of an earlier run's JSON and exit (no GPU)")
     p.add_argument("--json")
     p.add_argument("--plot")
     p.add_argument("--shapes", nargs="*", help="H,HV,K,V ...")
@@ -208,6 +238,10 @@ def main():
     p.add_argument("--impls", nargs="*", help="only implementations whose name contains one of these")
     p.add_argument("--rounds", type=int, default=3, help="best of this many medians per cell")
     args = p.parse_args()
+    if args.tables_from:
+        with open(args.tables_from) as f:
+            print(markdown(json.load(f)))
+        return
     if not torch.cuda.is_available():
         sys.exit("bench_conv_prep.py times the GPU; no CUDA device is visible")
     run(args)

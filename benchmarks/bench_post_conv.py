@@ -2,7 +2,8 @@
 
 GPU: the gdn_ext CUDA op, the gdn_ext Triton kernel, the unfused PyTorch
 chain, torch.compile of that chain and vLLM's fused_post_conv_prep (when
-vllm is importable), against a device-to-device copy of the same bytes.
+vllm is importable), against a copy of the same bytes (the fastest of
+copy_ and several Triton copy kernels at that size, gpu_same_bytes_copies).
 Device time per call comes from CUDA-graph replays that rotate through enough
 input sets to exceed L2; host time per eager call is measured at L = 1.
 CPU (no GPU visible): the gdn_ext CPU op, the eager chain, torch.compile of
@@ -29,8 +30,11 @@ import torch
 # gdn_ext is imported where it is used: compare_libraries.py times other
 # builds of the library with this file's helpers, and gdn_ext would load its own.
 
-SHAPES = [(16, 32, 128, 128), (16, 64, 128, 128), (8, 16, 128, 128), (4, 8, 128, 128),
-          (2, 4, 128, 128)]
+# Qwen3-Next (16,32) and (16,64), Qwen3.5-27B (16,48), and their shares of a
+# tensor-parallel split (TP 2, 4, 8), K = V = 128; then a small-head case.
+SHAPES = [(16, 32, 128, 128), (16, 48, 128, 128), (16, 64, 128, 128), (8, 24, 128, 128),
+          (8, 16, 128, 128), (4, 12, 128, 128), (4, 8, 128, 128), (2, 6, 128, 128),
+          (2, 4, 128, 128), (4, 8, 64, 64)]
 LENGTHS = [1, 16, 128, 512, 2048, 8192, 32768]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 L2_BYTES = 50 * 2**20
@@ -79,6 +83,10 @@ def implementations(device):
     impls, notes = {}, []
     compiled = torch.compile(unfused_post_conv_prep, fullgraph=True, dynamic=True)
     if device == "cuda":
+        try:  # first: the other rows' reference
+            impls[SAME_BYTES_COPY] = gpu_same_bytes_copies()
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"no same-bytes copy ({type(exc).__name__}: {exc})")
         if gdn_ext.HAS_CUDA_KERNEL:
             impls["gdn_ext cuda"] = torch.ops.gdn.fused_post_conv_prep.default
         from gdn_ext.triton_kernel import post_conv_prep_triton
@@ -88,10 +96,6 @@ def implementations(device):
             impls["vllm"] = vllm_fn
         else:
             notes.append(why)
-        try:
-            impls[SAME_BYTES_COPY] = _triton_copy()
-        except Exception as exc:  # noqa: BLE001
-            notes.append(f"no same-bytes copy ({type(exc).__name__}: {exc})")
     else:
         copy = _cpu_same_bytes_copy()
         if copy is not None:
@@ -247,9 +251,11 @@ def time_cpu(fn, input_sets, H, K, V, min_time=0.2):
     return statistics.median(times)
 
 
-def _triton_copy():
-    """A plain streaming copy kernel: on an H100 it moves more bytes per second
-    than torch's copy_ (cudaMemcpyAsync), so the ceiling takes the better."""
+def _triton_copy(block=8192, warps=8, programs_per_sm=0):
+    """A streaming copy kernel of `block` elements a program; with
+    programs_per_sm, a grid of that many programs an SM, each striding over
+    the buffer. On an H100 the large copy moves more bytes per second than
+    torch's copy_ (cudaMemcpyAsync), so the ceiling takes the better."""
     import triton
     import triton.language as tl
 
@@ -259,11 +265,40 @@ def _triton_copy():
         mask = offs < n
         tl.store(dst + offs, tl.load(src + offs, mask=mask), mask=mask)
 
+    @triton.jit
+    def strided_copy_kernel(src, dst, n, BLOCK: tl.constexpr):
+        step = tl.num_programs(0).to(tl.int64) * BLOCK
+        for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, step):
+            offs = start + tl.arange(0, BLOCK)
+            mask = offs < n
+            tl.store(dst + offs, tl.load(src + offs, mask=mask), mask=mask)
+
+    if programs_per_sm:
+        sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+
+        def copy(src, dst, *_):
+            grid = min(programs_per_sm * sms, triton.cdiv(src.numel(), block))
+            strided_copy_kernel[(grid,)](src, dst, src.numel(), BLOCK=block, num_warps=warps)
+        return copy
+
     def copy(src, dst, *_):
-        block = 8192
         copy_kernel[(triton.cdiv(src.numel(), block),)](src, dst, src.numel(), BLOCK=block,
-                                                        num_warps=8)
+                                                        num_warps=warps)
     return copy
+
+
+def gpu_same_bytes_copies():
+    """{name: copy(src, dst)}: the copies the GPU's same-bytes reference is
+    the fastest of, at each size. One configuration is no ceiling at every
+    size: at 8-12 MB a Triton kernel of vLLM's beat the 8192-element copy
+    (issue 14), so the block size, warps and grid vary (16-byte accesses in
+    each: int32 words, four or more a thread)."""
+    copies = {"copy_": lambda src, dst, *_: dst.copy_(src)}
+    for block, warps, per_sm in ((1024, 4, 0), (2048, 4, 0), (4096, 4, 0), (4096, 8, 0),
+                                 (8192, 8, 0), (16384, 16, 0), (4096, 8, 4), (8192, 8, 2)):
+        name = f"triton {block}/{warps}" + (f" x{per_sm}/SM" if per_sm else "")
+        copies[name] = _triton_copy(block, warps, per_sm)
+    return copies
 
 
 def _libc_memcpy():
@@ -434,8 +469,19 @@ def run(args):
         else:
             sets = [make_inputs(L, H, HV, K, V, dt, device, layout)
                     for _ in range(n_input_sets(nbytes))]
+        copy_variant = None
         try:
-            if device == "cuda":
+            if device == "cuda" and name == SAME_BYTES_COPY:
+                times = {}
+                for variant, f in fn.items():
+                    try:
+                        times[variant] = time_cuda_graph(f, sets, H, K, V)
+                    except Exception as exc:  # noqa: BLE001
+                        print(f"# copy {variant} failed at {shape} L={L}: "
+                              f"{type(exc).__name__}: {exc}")
+                copy_variant = min(times, key=times.get)
+                us = times[copy_variant]
+            elif device == "cuda":
                 us = time_cuda_graph(fn, sets, H, K, V)
             elif name == SAME_BYTES_COPY:
                 # The faster of the threaded memcpy and copy_: a thread pool's
@@ -450,12 +496,15 @@ def run(args):
         tbps = nbytes / (us * 1e-6) / 1e12
         if name == SAME_BYTES_COPY:
             same_bytes_us[(shape, L, dt)] = us
+        copy_us = same_bytes_us.get((shape, L, dt))
         # A CPU's caches make a large copy no ceiling for small calls.
-        copy_us = same_bytes_us.get((shape, L, dt)) if device == "cpu" else None
-        floor_us = copy_us or nbytes / (ceiling * 1e12) * 1e6
+        floor_us = (copy_us if device == "cpu" else None) or nbytes / (ceiling * 1e12) * 1e6
         row = {"impl": name, "H": H, "HV": HV, "K": K, "V": V, "L": L,
                "dtype": str(dt)[6:], "layout": layout, "us": us, "TBps": tbps,
-               "pct_ceiling": 100 * floor_us / us, "floor_us": floor_us}
+               "pct_ceiling": 100 * floor_us / us, "floor_us": floor_us,
+               "pct_same_bytes_copy": 100 * copy_us / us if copy_us else None}
+        if copy_variant:
+            row["copy_variant"] = copy_variant
         rows.append(row)
         return row
 
@@ -539,7 +588,7 @@ def print_table(rows, names, shape, dtype_name, unit_name, unit):
     print(f"\n## {shape} (H, HV, K, V), {dtype_name}: us per call | {unit_name} | "
           "% of copy ceiling")
     header = f"{'L':>6} {'floor us':>9}" + "".join(f" | {n:>24}" for n in names)
-    base = names[0]
+    base = next((n for n in names if n.startswith("gdn_ext")), names[0])
     print(header + f" | ratio of each to {base}")
     for L in sorted({r["L"] for r in rows}):
         by = {r["impl"]: r for r in rows if r["L"] == L}
@@ -553,7 +602,13 @@ def print_table(rows, names, shape, dtype_name, unit_name, unit):
                      else f" | {'-':>24}")
         if base in by:
             line += " | " + ", ".join(f"{n} {by[n]['us'] / by[base]['us']:.2f}x"
-                                      for n in names[1:] if n in by)
+                                      for n in names if n in by and n != base)
+        if SAME_BYTES_COPY in by and SAME_BYTES_COPY != base:
+            line += f" | % of {SAME_BYTES_COPY}: " + ", ".join(
+                f"{n} {by[n]['pct_same_bytes_copy']:.1f}" for n in names
+                if n in by and n != SAME_BYTES_COPY)
+        if by.get(SAME_BYTES_COPY, {}).get("copy_variant"):
+            line += f" | copy: {by[SAME_BYTES_COPY]['copy_variant']}"
         print(line)
 
 
@@ -567,8 +622,12 @@ def plot(result, path, dtype, unit_name, unit):
         return
     rows = [r for r in result["rows"] if r["layout"] == "row_major" and r["dtype"] == str(dtype)[6:]]
     shapes = sorted({(r["H"], r["HV"], r["K"], r["V"]) for r in rows})
-    fig, axes = plt.subplots(1, len(shapes), figsize=(4.2 * len(shapes), 3.8), squeeze=False)
-    for ax, shape in zip(axes[0], shapes):
+    cols = min(5, len(shapes))
+    nrows = -(-len(shapes) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(shapes):]:
+        ax.set_visible(False)
+    for ax, shape in zip(axes.flat, shapes):
         for impl in dict.fromkeys(r["impl"] for r in rows):
             pts = sorted((r["L"], r["TBps"] * 1e12 / unit) for r in rows
                          if r["impl"] == impl and (r["H"], r["HV"], r["K"], r["V"]) == shape)
@@ -587,6 +646,37 @@ def plot(result, path, dtype, unit_name, unit):
     print(f"# wrote {path}")
 
 
+def markdown(result, dtype="bfloat16"):
+    """RESULTS.md's serving-shape tables of a GPU run: for each
+    implementation, a table of shapes by L, each cell µs per call and the
+    % of the same-bytes copy; then the copy's µs and which copy won."""
+    rows = [r for r in result["rows"] if r["layout"] == "row_major" and r["dtype"] == dtype]
+    shapes = list(dict.fromkeys((r["H"], r["HV"], r["K"], r["V"]) for r in rows))
+    lengths = sorted({r["L"] for r in rows})
+    by = {(r["impl"], (r["H"], r["HV"], r["K"], r["V"]), r["L"]): r for r in rows}
+    head = ["| (H, HV, K, V) | " + " | ".join(f"L = {L}" for L in lengths) + " |",
+            "|---|" + "---|" * len(lengths)]
+    out = []
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        copy = impl == SAME_BYTES_COPY
+        out += [f"#### {impl}: µs per call" + (" (the copy that won)" if copy else
+                                                " (% of the same-bytes copy)"), ""] + head
+        for shape in shapes:
+            cells = []
+            for L in lengths:
+                r = by.get((impl, shape, L))
+                if r is None:
+                    cells.append("-")
+                elif copy:
+                    cells.append(f"{r['us']:.2f} ({r.get('copy_variant', '')})")
+                else:
+                    pct = r.get("pct_same_bytes_copy")
+                    cells.append(f"{r['us']:.2f} ({pct:.0f}%)" if pct else f"{r['us']:.2f}")
+            out.append(f"| {shape} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def rerun_with_streaming_memcpy():
     """On the CPU, re-executes this script with glibc's memcpy set to stream
     (STREAMING_MEMCPY_TUNABLE); ld.so reads tunables only at start-up."""
@@ -599,12 +689,15 @@ def rerun_with_streaming_memcpy():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tables-from", metavar="JSON",
+                   help="print RESULTS.md's serving-shape tables of an earlier GPU run's JSON "
+                   "and exit")
     p.add_argument("--json", help="write all numbers here")
     p.add_argument("--plot", help="write a PNG of TB/s against L here")
     p.add_argument("--dtypes", nargs="*", choices=list(DTYPES),
                    help="activation dtypes of the main tables (default: bf16 on a GPU, "
                    "bf16 and fp16 on a CPU)")
-    p.add_argument("--shapes", nargs="*", help="H,HV,K,V ... (default: the five Qwen shapes)")
+    p.add_argument("--shapes", nargs="*", help="H,HV,K,V ... (default: SHAPES, the serving shapes)")
     p.add_argument("--lengths", nargs="*", type=int, help="L values")
     p.add_argument("--impls", nargs="*", help="only implementations whose name contains one of these")
     p.add_argument("--cpu", action="store_true", help="measure the CPU even if a GPU is visible")
@@ -612,6 +705,10 @@ def main():
     p.add_argument("--cpu-malloc-default", action="store_true",
                    help="CPU: leave glibc malloc as it is (timings then include page faults)")
     args = p.parse_args()
+    if args.tables_from:
+        with open(args.tables_from) as f:
+            print(markdown(json.load(f)))
+        return
     if args.cpu or not torch.cuda.is_available():
         rerun_with_streaming_memcpy()
     run(args)
