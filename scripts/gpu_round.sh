@@ -33,11 +33,13 @@ for step in "${steps[@]}"; do
         --plot "$OUT/conv_results.png" ${CONV_BENCH_ARGS:-} 2>&1 | tee "$OUT/conv_bench.log" ;;
     tests)
       # shellcheck disable=SC2086
-      timeout "${TEST_TIMEOUT:-300}" bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
+      GDN_TEST_TIMING_LOG="$OUT/test_timing.log" timeout "${TEST_TIMEOUT:-300}" \
+        bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
         | tee "$OUT/tests.log" | grep -v -E '^[.sF]+ +\[' ;;
     wheel_tests)  # the wheel in build/wheel (built on another machine), installed unchanged
       # shellcheck disable=SC2086
-      GDN_EXT_WHEEL="$(ls build/wheel/gdn_ext-*.whl)" timeout "${TEST_TIMEOUT:-300}" \
+      GDN_EXT_WHEEL="$(ls build/wheel/gdn_ext-*.whl)" GDN_TEST_TIMING_LOG="$OUT/test_timing.log" \
+        timeout "${TEST_TIMEOUT:-300}" \
         bash scripts/run_tests.sh --durations=10 ${TEST_ARGS:-} 2>&1 \
         | tee "$OUT/wheel_tests.log" | grep -v -E '^[.sF]+ +\[' ;;
     host)  # eager host time: fresh outputs, out=, the empty op

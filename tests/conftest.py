@@ -28,3 +28,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# GDN_TEST_TIMING_LOG=path: each test's start, then its duration, appended
+# to that file as it happens (by the controlling process, which pytest-xdist
+# sends every worker's reports to), so that a run cut short by a time limit
+# still shows which tests took the time and which were still running.
+# pytest's --durations prints only at the end.
+TIMING_LOG = (None if os.environ.get("PYTEST_XDIST_WORKER")
+              else os.environ.get("GDN_TEST_TIMING_LOG"))
+
+
+def _log_timing(line):
+    with open(TIMING_LOG, "a") as f:
+        f.write(line + "\n")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if TIMING_LOG:
+        _log_timing(f"start {nodeid}")
+
+
+def pytest_runtest_logreport(report):
+    if TIMING_LOG and report.when == "call":
+        _log_timing(f"{report.duration:9.2f} {report.outcome} {report.nodeid}")
