@@ -22,9 +22,9 @@
 namespace gdn::gpu::conv {
 namespace {
 
-// Step 1's loads for token t, raw, and the old line step 2 adds. Addresses
-// are clamped into range (t < T, the sequence index < B) so that the loads
-// need no branch; one_token_sequence checks t itself.
+// Step 1's loads for token t (< T), raw, and the old line step 2 adds. The
+// sequence index is clamped into [0, B) so that the loads need no branch;
+// one_token_sequence checks t itself.
 template <typename T, int kW>
 struct DecodeToken {
   int64_t t;
