@@ -99,7 +99,11 @@ def implementations(device):
     else:
         copy = _cpu_same_bytes_copy()
         if copy is not None:
-            impls[SAME_BYTES_COPY] = copy  # first: the other rows' ceiling
+            # First: the other rows' ceiling. copy_ beside the threaded
+            # memcpy: a thread pool's start-up costs more than a few MiB
+            # take to copy in cache.
+            impls[SAME_BYTES_COPY] = {"threaded memcpy": copy,
+                                      "copy_": lambda src, dst, *_: dst.copy_(src)}
         else:
             notes.append("no same-bytes copy (glibc memcpy not reachable): % of the large copy")
         impls["gdn_ext cpu"] = torch.ops.gdn.fused_post_conv_prep.default
@@ -469,27 +473,21 @@ def run(args):
         else:
             sets = [make_inputs(L, H, HV, K, V, dt, device, layout)
                     for _ in range(n_input_sets(nbytes))]
+        timer = time_cuda_graph if device == "cuda" else time_cpu
         copy_variant = None
         try:
-            if device == "cuda" and name == SAME_BYTES_COPY:
+            if name == SAME_BYTES_COPY:  # the fastest of its copies at this size
                 times = {}
                 for variant, f in fn.items():
                     try:
-                        times[variant] = time_cuda_graph(f, sets, H, K, V)
+                        times[variant] = timer(f, sets, H, K, V)
                     except Exception as exc:  # noqa: BLE001
                         print(f"# copy {variant} failed at {shape} L={L}: "
                               f"{type(exc).__name__}: {exc}")
                 copy_variant = min(times, key=times.get)
                 us = times[copy_variant]
-            elif device == "cuda":
-                us = time_cuda_graph(fn, sets, H, K, V)
-            elif name == SAME_BYTES_COPY:
-                # The faster of the threaded memcpy and copy_: a thread pool's
-                # start-up costs more than a few MiB take to copy in cache.
-                us = min(time_cpu(f, sets, H, K, V)
-                         for f in (fn, lambda src, dst, *_: dst.copy_(src)))
             else:
-                us = time_cpu(fn, sets, H, K, V)
+                us = timer(fn, sets, H, K, V)
         except Exception as exc:  # noqa: BLE001 - a peer failing must not stop the table
             print(f"# {name} failed at {shape} L={L}: {type(exc).__name__}: {exc}")
             return None
