@@ -92,11 +92,7 @@ template <typename T, int kW>
 __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
     decode_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
-  let_next_grid_launch();
-  for (int64_t work = blockIdx.x; work < plan.conv_work + plan.gate_blocks; work += gridDim.x) {
-    if (gate_work(p, plan, work)) continue;
-    int64_t group;
-    const Column<T, kW> col = work_column<T, kW>(plan, work, column_smem, group);
+  for_each_work_item<T, kW>(p, plan, column_smem, [&](const Column<T, kW>& col, int64_t group) {
     const int64_t first = group * plan.chunks_per_group;
     const int64_t last = std::min(first + plan.chunks_per_group, p.prep.L);
     const T* x = static_cast<const T*>(p.x) + col.index * Pack<T>::kSize;
@@ -119,7 +115,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
       if (++t >= last) break;
       tok = load_token<T, kW>(p, x, t);
     }
-  }
+  });
 }
 
 }  // namespace

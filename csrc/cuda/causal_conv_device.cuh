@@ -270,31 +270,32 @@ constexpr int64_t column_smem_bytes() {
   return int64_t{kW + 1} * Column<T, kW>::kQuads * kThreads * 16;
 }
 
-// The packed kernels' work items: first plan.gate_blocks blocks of gates
-// (short: first, so that they leave no tail behind the conv items), then
-// plan.conv_work conv items. Runs item `work` if it is a gate block.
-__device__ __forceinline__ bool gate_work(const CausalConvPrepParams& p, const PackedPlan& plan,
-                                          int64_t work) {
-  if (work >= plan.gate_blocks) return false;
-  gate_block(p.prep, work * kThreads, kThreads);
-  return true;
-}
-
-// The column of conv item `work` (counted from plan.gate_blocks) this thread
-// takes, and the item's group of tokens. A lane past the last column
-// computes the last one again (every lane reaches the shuffles) and stores
-// nothing.
-template <typename T, int kW>
-__device__ __forceinline__ Column<T, kW> work_column(const PackedPlan& plan, int64_t work,
-                                                     float4* smem, int64_t& group) {
-  const int64_t item = work - plan.gate_blocks;
-  group = item / plan.column_blocks;
-  const int column = static_cast<int>(item - group * plan.column_blocks) * kThreads + threadIdx.x;
-  Column<T, kW> col;
-  col.smem = smem + threadIdx.x;
-  col.stores = column < plan.columns;
-  col.index = std::min(column, plan.columns - 1);
-  return col;
+// The packed kernels' grid-stride loop over their work items: first
+// plan.gate_blocks blocks of gates (short: first, so that they leave no
+// tail behind the conv items), then plan.conv_work conv items, each a group
+// of tokens of one column block: body(col, group) with this thread's column.
+// A lane past the last column computes the last one again (every lane
+// reaches the shuffles) and stores nothing.
+template <typename T, int kW, typename Body>
+__device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p,
+                                                   const PackedPlan& plan, float4* smem,
+                                                   const Body& body) {
+  let_next_grid_launch();
+  for (int64_t work = blockIdx.x; work < plan.gate_blocks + plan.conv_work; work += gridDim.x) {
+    if (work < plan.gate_blocks) {
+      gate_block(p.prep, work * kThreads, kThreads);
+      continue;
+    }
+    const int64_t item = work - plan.gate_blocks;
+    const int64_t group = item / plan.column_blocks;
+    const int column =
+        static_cast<int>(item - group * plan.column_blocks) * kThreads + threadIdx.x;
+    Column<T, kW> col;
+    col.smem = smem + threadIdx.x;
+    col.stores = column < plan.columns;
+    col.index = std::min(column, plan.columns - 1);
+    body(col, group);
+  }
 }
 
 // A column's weights and bias, loaded and not yet converted (packed

@@ -91,11 +91,7 @@ template <typename T, int kW, int kTok>
 __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     packed_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
-  let_next_grid_launch();
-  for (int64_t work = blockIdx.x; work < plan.conv_work + plan.gate_blocks; work += gridDim.x) {
-    if (gate_work(p, plan, work)) continue;
-    int64_t group;
-    const Column<T, kW> col = work_column<T, kW>(plan, work, column_smem, group);
+  for_each_work_item<T, kW>(p, plan, column_smem, [&](const Column<T, kW>& col, int64_t group) {
     constexpr int kVec = Pack<T>::kSize;
     const T* x = static_cast<const T*>(p.x) + col.index * kVec;
     const int64_t first = group * plan.chunks_per_group * kTok;
@@ -122,7 +118,7 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
       }
       interior_chunk<T, kW, kTok>(p, plan, col, t0, rows);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -137,21 +133,14 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
   const T* __restrict__ x = static_cast<const T*>(p.x);
   T* const states = static_cast<T*>(p.states);
   const int lane = threadIdx.x % kWarpSize;
-  const int64_t units = 2 * q.H + q.HV + 1;
-  const int64_t total = q.L * units;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
-
-  for (int64_t work = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarpSize;
-       work < total; work += warps) {
-    const int64_t t = work / units;
-    const int64_t unit = work - t * units;
-    if (unit == units - 1) {
+  for_each_row_unit(q, [&](int64_t t, int64_t unit) {
+    if (unit == strided_units(q) - 1) {
       for (int64_t hv = lane; hv < q.HV; hv += kWarpSize) compute_gate(q, t, hv);
-      continue;
+      return;
     }
     const Sequence seq = sequence_of(p, t, p.B == q.L ? t : -1);
     // A sequence's first W-1 tokens are its first token's warp's work.
-    if (seq.start < t && t - seq.start < kW - 1) continue;
+    if (seq.start < t && t - seq.start < kW - 1) return;
     const bool first = t == seq.start;
     const int64_t last = first ? std::min(seq.end, t + kW - 1) : t + 1;
     const int64_t line = first ? cache_line(p, seq.index) : -1;
@@ -217,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
         }
       }
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -304,7 +293,7 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
 template <typename T>
 void launch_causal_conv_prep(const CausalConvPrepParams& p, const LaunchTarget& target) {
   if (try_launch_packed<T>(p, target)) return;
-  const int64_t warp_work = p.prep.L * (2 * p.prep.H + p.prep.HV + 1);
+  const int64_t warp_work = p.prep.L * strided_units(p.prep);
   const int blocks = blocks_for(ceil_div(warp_work, kWarps));
   switch (p.W) {
     case 2: launch<strided_kernel<T, 2>>(blocks, 0, target, p); break;

@@ -272,6 +272,25 @@ void launch(int blocks, int64_t smem_bytes, const LaunchTarget& target, const Ar
   STD_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// The strided kernels' work: one warp per (row, unit), a unit being a q/k
+// head (0 .. 2H-1), a v head (2H .. 2H+HV-1) or the row's gates (the last).
+__host__ __device__ inline int64_t strided_units(const PostConvPrepParams& p) {
+  return 2 * p.H + p.HV + 1;
+}
+
+// Runs body(row, unit) for each of this warp's (row, unit) pairs, grid-stride.
+template <typename Body>
+__device__ __forceinline__ void for_each_row_unit(const PostConvPrepParams& p, const Body& body) {
+  const int64_t units = strided_units(p);
+  const int64_t total = p.L * units;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t work = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarpSize;
+       work < total; work += warps) {
+    const int64_t row = work / units;
+    body(row, work - row * units);
+  }
+}
+
 // Units of work per block: whole iterations, and few enough blocks per kind
 // that the three kinds together stay inside gridDim.x.
 inline int64_t units_per_block(int64_t units, int64_t per_iteration) {

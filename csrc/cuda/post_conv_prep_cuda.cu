@@ -425,14 +425,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
   const T* __restrict__ conv = static_cast<const T*>(p.conv);
   const int lane = threadIdx.x % kWarpSize;
   const int64_t fs = p.conv_stride_feat;
-  const int64_t units = 2 * p.H + p.HV + 1;  // q/k heads, v heads, gates
-  const int64_t total = p.L * units;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
-
-  for (int64_t work = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / kWarpSize;
-       work < total; work += warps) {
-    const int64_t row = work / units;
-    const int64_t unit = work - row * units;
+  for_each_row_unit(p, [&](int64_t row, int64_t unit) {
     const T* src = conv + row * p.conv_stride_row;
     if (unit < 2 * p.H) {
       const T* head = src + unit * p.K * fs;
@@ -446,7 +439,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
       } else {
         for (int64_t f = lane; f < p.K; f += kWarpSize) dst[f] = head[f * fs];
       }
-    } else if (unit < units - 1) {
+    } else if (unit < strided_units(p) - 1) {
       const int64_t hv = unit - 2 * p.H;
       const T* head = src + (2 * p.H * p.K + hv * p.V) * fs;
       T* dst = static_cast<T*>(p.v) + (row * p.HV + hv) * p.V;
@@ -454,7 +447,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const PostConvPrepPar
     } else {
       for (int64_t hv = lane; hv < p.HV; hv += kWarpSize) compute_gate(p, row, hv);
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -524,7 +517,7 @@ template <typename T>
 void launch_post_conv_prep(const PostConvPrepParams& p, const LaunchTarget& target) {
   if (try_launch_rowmajor<T>(p, target)) return;
   if (try_launch_channel_first<T>(p, target)) return;
-  const int64_t warp_work = p.L * (2 * p.H + p.HV + 1);
+  const int64_t warp_work = p.L * strided_units(p);
   launch<strided_kernel<T>>(blocks_for(ceil_div(warp_work, kWarps)), 0, target, p);
 }
 
