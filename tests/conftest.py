@@ -11,6 +11,18 @@ if not torch.cuda.is_available():
 
 import gdn_ext  # noqa: E402,F401  (registers the op for every test module)
 
+# Under pytest-xdist every worker would otherwise size torch's thread pool
+# and inductor's compile pool to every core: 16 workers ran 256 threads on
+# the GPU machine's 16 cores, and a CPU torch.compile test took 250 s. Each
+# worker gets its share of the cores, at least two threads so that the CPU
+# kernels still run in parallel (test_cpu_threads checks that on its own).
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    torch.set_num_threads(max(2, (os.cpu_count() or 1) // _workers))
+    import torch._inductor.config  # noqa: E402
+
+    torch._inductor.config.compile_threads = 1
+
 # Heavy tests run where a GPU is visible (the GPU round runs everything) or
 # with GDN_TEST_SLOW=1; CI, which has no GPU, runs the rest.
 RUN_SLOW = torch.cuda.is_available() or os.environ.get("GDN_TEST_SLOW") == "1"

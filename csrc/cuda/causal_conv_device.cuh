@@ -77,6 +77,15 @@ __device__ __forceinline__ float load_float(const StridedInput& in, int64_t offs
   return bits_to_float(in.kind, load_bits(in, offset));
 }
 
+// __expf is ex2.approx of x * log2(e); the .ftz form drops the denormal
+// fix-up around it (4 instructions an element). It changes nothing here: a
+// denormal exp(-acc) (acc > 87) added to 1 gives 1 either way.
+__device__ __forceinline__ float exp_approx_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+  return y;
+}
+
 // SPEC's conv output before rounding: act(acc), acc = bias + sum_j w_j * tap_j
 // from the first tap to the last. For a 16-bit output SiLU uses the hardware
 // exp2 and divide approximations (relative error below 1e-5 where |acc| < 80,
@@ -86,13 +95,17 @@ __device__ __forceinline__ float load_float(const StridedInput& in, int64_t offs
 // from the accurate one only where the rounding to T flips, which SPEC's
 // 1 ulp for v allows. float32 outputs keep the accurate functions.
 template <typename T>
-__device__ __forceinline__ float activate(const CausalConvPrepParams& p, float acc) {
-  if (!p.silu) return acc;
+__device__ __forceinline__ float silu_for(float acc) {
   if constexpr (sizeof(T) == 2) {
-    return __fdividef(acc, 1.f + __expf(-acc));
+    return __fdividef(acc, 1.f + exp_approx_ftz(-acc));
   } else {
     return silu<float>(acc);
   }
+}
+
+template <typename T>
+__device__ __forceinline__ float activate(const CausalConvPrepParams& p, float acc) {
+  return p.silu ? silu_for<T>(acc) : acc;
 }
 
 // ---------------------------------------------------------------------------
@@ -375,27 +388,57 @@ __device__ __forceinline__ Pack<T> convolve(const CausalConvPrepParams& p,
 #pragma unroll
     for (int f = 0; f < kVec; ++f) acc[f] = acc[f] + w[f] * static_cast<float>(x.x[f]);
   }
-  Pack<T> y;
 #pragma unroll
-  for (int f = 0; f < kVec; ++f) y.x[f] = static_cast<T>(activate<T>(p, acc[f]));
-  return y;
+  for (int f = 0; f < kVec; ++f) acc[f] = activate<T>(p, acc[f]);
+  return round_to<T>(acc);
 }
 
-// Stores token t's conv output of the column: L2-normalised into q or k
-// (scale from the head's lanes), or into v.
+// Where a column's outputs go: token t's pack at base + t * row_stride, in
+// q, k or v; q/k packs are L2-normalised.
+template <typename T>
+struct ColumnOut {
+  T* base;
+  int64_t row_stride;
+  bool normalised;
+};
+
+// A q/k head is whole packs, one a lane (the packed path's condition), so
+// the column's feature offset in [q | k | v] of a row is its offset there.
+template <typename T>
+__device__ __forceinline__ ColumnOut<T> column_out(const CausalConvPrepParams& p,
+                                                   const PackedPlan& plan, int column) {
+  const PostConvPrepParams& q = p.prep;
+  const int64_t qk_row = q.H * q.K;
+  const int64_t feature = static_cast<int64_t>(column) * Pack<T>::kSize;
+  if (column < plan.qk_columns) {
+    const bool in_q = feature < qk_row;
+    return {static_cast<T*>(in_q ? q.q : q.k) + (in_q ? feature : feature - qk_row), qk_row,
+            q.apply_l2norm};
+  }
+  return {static_cast<T*>(q.v) + (feature - 2 * qk_row), q.HV * q.V, false};
+}
+
+// Stores token t's conv output y of the column, scaled by `scale` (from the
+// head's lanes) where it goes to q or k with the L2 norm.
+template <typename T>
+__device__ __forceinline__ void store_column(const ColumnOut<T>& out, int64_t t, const Pack<T>& y,
+                                             float scale) {
+  constexpr int kVec = Pack<T>::kSize;
+  Pack<T> value = y;
+  if (out.normalised) {
+    float v[kVec];
+    unpack_floats(y, v);
+#pragma unroll
+    for (int f = 0; f < kVec; ++f) v[f] *= scale;
+    value = round_to<T>(v);
+  }
+  store_pack(out.base + t * out.row_stride, value);
+}
+
 template <typename T>
 __device__ __forceinline__ void store_column(const CausalConvPrepParams& p, const PackedPlan& plan,
                                              int column, int64_t t, const Pack<T>& y, float scale) {
-  constexpr int kVec = Pack<T>::kSize;
-  if (column < plan.qk_columns) {
-    const int lanes = 1 << plan.log2_lanes;
-    T* dst = qk_head_out<T>(p.prep, t, column >> plan.log2_lanes) + (column & (lanes - 1)) * kVec;
-    store_pack(dst, p.prep.apply_l2norm ? scaled(y, scale) : y);
-  } else {
-    T* dst = static_cast<T*>(p.prep.v) + t * p.prep.HV * p.prep.V +
-             static_cast<int64_t>(column - plan.qk_columns) * kVec;
-    store_pack(dst, y);
-  }
+  store_column(column_out<T>(p, plan, column), t, y, scale);
 }
 
 // Any other chunk: sequence starts (taps from the cache line or zeros), a
@@ -465,11 +508,11 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
   }
 }
 
-// Packed kernels' blocks an SM. Prefill: three (80 registers). With two
-// (124 registers) it issued at half rate, waiting on memory with 16 warps an
-// SM; three ran 7-12% faster at T >= 8192 (bf16, (16,32)). Decode: two, as
-// three spilled the fallback path of its tokens.
-constexpr int kPrefillBlocksPerSM = 3;
+// Packed kernels' blocks an SM. Prefill: two, as its x ring and the
+// column's weights take 104 KB of shared memory a block (bf16, W = 4); the
+// ring keeps the loads in flight that the third block's warps used to.
+// Decode: two, as three spilled the fallback path of its tokens.
+constexpr int kPrefillBlocksPerSM = 2;
 constexpr int kDecodeBlocksPerSM = 2;
 
 // Launches the decode kernel (causal_conv_decode_cuda.cu) on `plan`, whose

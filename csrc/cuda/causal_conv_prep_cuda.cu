@@ -6,8 +6,10 @@
 //                    q/k heads of a power-of-two number <= 32 of 16-byte
 //                    packs. A thread owns one 16-byte column of features (its
 //                    weights in shared memory) for a run of chunks of kTok
-//                    tokens: it loads a chunk's rows plus the W-1 before it
-//                    (16 bytes each), convolves in registers, and a group of
+//                    tokens: it streams the column's rows of x into a ring
+//                    in shared memory by asynchronous copies, several chunks
+//                    ahead, takes a chunk's rows plus the W-1 before it
+//                    from there, convolves in registers, and a group of
 //                    lanes (one q/k head) sums the squares with shuffles, as
 //                    op 1's row-major kernel does. Gates take blocks of their
 //                    own (op 1's gate_block).
@@ -47,9 +49,12 @@ using namespace conv;
 // rows: x's rows t0 - (W-1) .. t0 + kTok - 1 of the column.
 template <typename T, int kW, int kTok>
 __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
-                                               const Column<T, kW>& col, int64_t t0,
-                                               const Pack<T> (&rows)[kTok + kW - 1]) {
+                                               const Column<T, kW>& col, const ColumnOut<T>& out,
+                                               int64_t t0, const Pack<T> (&rows)[kTok + kW - 1]) {
   constexpr int kVec = Pack<T>::kSize;
+  float xs[kTok + kW - 1][kVec];  // each row converted once
+#pragma unroll
+  for (int r = 0; r < kTok + kW - 1; ++r) unpack_floats(rows[r], xs[r]);
   // Tap by tap (its weights read once for all the chunk's tokens), each
   // token's taps in order.
   float acc[kTok][kVec];
@@ -62,20 +67,26 @@ __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, co
 #pragma unroll
     for (int u = 0; u < kTok; ++u) {
 #pragma unroll
-      for (int f = 0; f < kVec; ++f) {
-        acc[u][f] = acc[u][f] + w[f] * static_cast<float>(rows[u + j].x[f]);
-      }
+      for (int f = 0; f < kVec; ++f) acc[u][f] = acc[u][f] + w[f] * xs[u + j][f];
+    }
+  }
+  // One branch for the chunk, not one per element.
+  if (p.silu) {
+#pragma unroll
+    for (int u = 0; u < kTok; ++u) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) acc[u][f] = silu_for<T>(acc[u][f]);
     }
   }
   Pack<T> y[kTok];
   float scale[kTok];
 #pragma unroll
   for (int u = 0; u < kTok; ++u) {
-#pragma unroll
-    for (int f = 0; f < kVec; ++f) y[u].x[f] = static_cast<T>(activate<T>(p, acc[u][f]));
+    y[u] = round_to<T>(acc[u]);
     scale[u] = add_squares(y[u], 0.f);
   }
-  // All the tokens' butterflies side by side.
+  // All the tokens' butterflies side by side (every lane of the warp takes
+  // part, v columns too: the flag is uniform, out.normalised is not).
   if (p.prep.apply_l2norm) {
     group_sums(scale, 1 << plan.log2_lanes);
 #pragma unroll
@@ -83,28 +94,77 @@ __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, co
   }
   if (col.stores) {
 #pragma unroll
-    for (int u = 0; u < kTok; ++u) store_column(p, plan, col.index, t0 + u, y[u], scale[u]);
+    for (int u = 0; u < kTok; ++u) store_column(out, t0 + u, y[u], scale[u]);
   }
 }
 
+// x's rows of one thread's column in a ring of shared-memory slots, filled
+// by asynchronous copies kAhead chunks ahead of the chunk being computed.
+// Slot s of this thread at base[s * kThreads] (a warp's 16-byte accesses
+// hit every bank once). The rows in flight and the chunk's own rows with
+// its halo never share a slot: (kAhead + 1) * kTok + W-1 <= kSlots.
+template <typename T, int kW, int kTok>
+struct RowRing {
+  static constexpr int kSlots = 16;
+  static constexpr int kAhead = (kSlots - (kW - 1)) / kTok - 1;
+  static_assert(kAhead >= 1, "the ring holds no chunk ahead");
+  uint4* base;
+
+  __device__ __forceinline__ uint4* slot(int64_t row) const {
+    return base + static_cast<int>(row & (kSlots - 1)) * kThreads;
+  }
+  __device__ __forceinline__ void fetch(const T* x, int64_t stride, int64_t row) const {
+    copy16_async(slot(row), x + row * stride);
+  }
+  __device__ __forceinline__ Pack<T> row(int64_t row) const {
+    Pack<T> pack;
+    *reinterpret_cast<uint4*>(&pack) = *slot(row);
+    return pack;
+  }
+};
+
+template <typename T, int kW, int kTok>
+constexpr int64_t packed_smem_bytes() {
+  return column_smem_bytes<T, kW>() + int64_t{RowRing<T, kW, kTok>::kSlots} * kThreads * 16;
+}
+
+// x's rows stream through a RowRing: a thread keeps kAhead chunks of rows
+// in flight while it computes, not one chunk's round trip at a time.
 template <typename T, int kW, int kTok>
 __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     packed_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
+  using Ring = RowRing<T, kW, kTok>;
+  const Ring ring{reinterpret_cast<uint4*>(reinterpret_cast<char*>(column_smem) +
+                                           column_smem_bytes<T, kW>()) + threadIdx.x};
   for_each_work_item<T, kW>(p, plan, column_smem, [&](const Column<T, kW>& col, int64_t group) {
     constexpr int kVec = Pack<T>::kSize;
     const T* x = static_cast<const T*>(p.x) + col.index * kVec;
     const int64_t first = group * plan.chunks_per_group * kTok;
+    const int64_t end = std::min(first + plan.chunks_per_group * kTok, p.prep.L);
+    // One commit group per chunk (empty past the item's end, so that the
+    // count of groups in flight stays kAhead).
+    const auto fetch_chunk = [&](int64_t chunk) {
+#pragma unroll
+      for (int u = 0; u < kTok; ++u) {
+        const int64_t r = first + chunk * kTok + u;
+        if (r < end) ring.fetch(x, p.x_stride_row, r);
+      }
+      commit_async_copies();
+    };
     wait_for_previous_grid();
+#pragma unroll
+    for (int r = 1; r < kW; ++r) {  // the halo, in chunk 0's group
+      if (first - r >= 0) ring.fetch(x, p.x_stride_row, first - r);
+    }
+#pragma unroll
+    for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk(c);
     load_column(p, plan, col, issue_column_loads(p, plan, col));  // once for all its chunks
-    // Each interior chunk loads its kTok + W-1 rows: keeping the W-1 rows of
-    // the halo from the chunk before spilled at 80 registers (bf16, W = 4);
-    // the halo's reloads hit L1.
-    Pack<T> rows[kTok + kW - 1];
     Sequence seq{-1, 0, 0};
     for (int64_t i = 0; i < plan.chunks_per_group; ++i) {  // a bound uniform over the block
       const int64_t t0 = first + i * kTok;
       if (t0 >= p.prep.L) break;
+      fetch_chunk(i + Ring::kAhead);
       if (t0 < seq.start || t0 >= seq.end) {
         seq = sequence_of(p, t0, seq.index + 1);
       }
@@ -112,12 +172,14 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
         boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq);
         continue;
       }
+      wait_async_copies<Ring::kAhead>();  // chunk i's group and all before it
+      Pack<T> rows[kTok + kW - 1];
 #pragma unroll
-      for (int r = 0; r < kTok + kW - 1; ++r) {
-        rows[r] = load_pack(x + (t0 - (kW - 1) + r) * p.x_stride_row);
-      }
-      interior_chunk<T, kW, kTok>(p, plan, col, t0, rows);
+      for (int r = 0; r < kTok + kW - 1; ++r) rows[r] = ring.row(t0 - (kW - 1) + r);
+      interior_chunk<T, kW, kTok>(p, plan, col, column_out<T>(p, plan, col.index), t0, rows);
     }
+    // No copy of this item may land in a slot the next item fills.
+    wait_async_copies<0>();
   });
 }
 
@@ -278,9 +340,10 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
     return true;
   }
   const int blocks = blocks_for(plan.conv_work + plan.gate_blocks);
-#define GDN_LAUNCH_PACKED(W) \
-  launch<packed_kernel<T, W, kPrefillTokens>>(blocks, column_smem_bytes<T, W>(), target, p, plan)
   constexpr int kPrefillTokens = sizeof(T) == 2 ? 2 : 4;
+#define GDN_LAUNCH_PACKED(W)                                                                  \
+  launch<packed_kernel<T, W, kPrefillTokens>>(blocks, packed_smem_bytes<T, W, kPrefillTokens>(), \
+                                              target, p, plan)
   switch (p.W) {
     case 2: GDN_LAUNCH_PACKED(2); break;
     case 3: GDN_LAUNCH_PACKED(3); break;

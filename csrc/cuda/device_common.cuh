@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <cuda_runtime.h>
 
@@ -54,16 +55,33 @@ __device__ __forceinline__ void store_pack(T* ptr, const Pack<T>& pack) {
   *reinterpret_cast<uint4*>(ptr) = *reinterpret_cast<const uint4*>(&pack);
 }
 
+// A pack's elements as float. bf16 is the upper half of a float: one
+// shift or mask per element, where a conversion one element at a time also
+// moves each upper half down first.
+template <typename T>
+__device__ __forceinline__ void unpack_floats(const Pack<T>& pack, float (&out)[Pack<T>::kSize]) {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const auto* pairs = reinterpret_cast<const uint32_t*>(pack.x);
+#pragma unroll
+    for (int j = 0; j < Pack<T>::kSize / 2; ++j) {
+      out[2 * j] = __uint_as_float(pairs[j] << 16);
+      out[2 * j + 1] = __uint_as_float(pairs[j] & 0xffff0000u);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < Pack<T>::kSize; ++j) out[j] = static_cast<float>(pack.x[j]);
+  }
+}
+
 // ss plus the squares of a pack's elements, added in element order. Every
 // path that must give the row-major kernel's bits for a head sums through
 // this (and group_sums), so the association cannot drift apart.
 template <typename T>
 __device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
+  float f[Pack<T>::kSize];
+  unpack_floats(x, f);
 #pragma unroll
-  for (int j = 0; j < Pack<T>::kSize; ++j) {
-    const float f = static_cast<float>(x.x[j]);
-    ss += f * f;
-  }
+  for (int j = 0; j < Pack<T>::kSize; ++j) ss += f[j] * f[j];
   return ss;
 }
 
@@ -72,6 +90,31 @@ __device__ __forceinline__ Pack<T> scaled(Pack<T> x, float scale) {
 #pragma unroll
   for (int j = 0; j < Pack<T>::kSize; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
   return x;
+}
+
+// kSize floats rounded to nearest-even T, a pair per instruction for
+// 16-bit T (sm_80+): the same bits as rounding one at a time.
+template <typename T>
+__device__ __forceinline__ Pack<T> round_to(const float (&v)[Pack<T>::kSize]) {
+  Pack<T> pack;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (sizeof(T) == 2) {
+    auto* pairs = reinterpret_cast<uint32_t*>(pack.x);
+#pragma unroll
+    for (int j = 0; j < Pack<T>::kSize / 2; ++j) {
+      // cvt's first source goes to the upper half: element 2j+1.
+      if constexpr (std::is_same_v<T, c10::BFloat16>) {
+        asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(pairs[j]) : "f"(v[2 * j + 1]), "f"(v[2 * j]));
+      } else {
+        asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(pairs[j]) : "f"(v[2 * j + 1]), "f"(v[2 * j]));
+      }
+    }
+    return pack;
+  }
+#endif
+#pragma unroll
+  for (int j = 0; j < Pack<T>::kSize; ++j) pack.x[j] = static_cast<T>(v[j]);
+  return pack;
 }
 
 // Programmatic dependent launch (sm_90+): the host lets this grid launch
@@ -104,6 +147,32 @@ __device__ __forceinline__ void wait_for_previous_grid_after(const T* const (&ad
 __device__ __forceinline__ void let_next_grid_launch() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Asynchronous 16-byte copies from global to shared memory (sm_80+): a copy
+// in flight holds no register, so a thread can keep many loads ahead of its
+// use. Each thread waits only for its own copies (wait_async_copies: all but
+// the kPending newest commit groups done) and reads only what it copied.
+__device__ __forceinline__ void copy16_async(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const auto dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(gmem) : "memory");
+#else
+  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
+#endif
+}
+
+__device__ __forceinline__ void commit_async_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+
+template <int kPending>
+__device__ __forceinline__ void wait_async_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 #endif
 }
 
@@ -256,8 +325,24 @@ inline int multiprocessor_count(int device) {
   return count;
 }
 
+// Lets kKernel take smem_bytes of dynamic shared memory past the default
+// 48 KB on the current device. Set once per kernel and device: smem_bytes
+// is the same at every launch of a kernel.
+template <auto kKernel>
+void allow_dynamic_smem(int device, int64_t smem_bytes) {
+  constexpr int kMaxDevices = 64;
+  constexpr int64_t kDefaultLimit = 48 * 1024;
+  static std::atomic<bool> done[kMaxDevices] = {};
+  if (smem_bytes <= kDefaultLimit) return;
+  if (device >= 0 && device < kMaxDevices && done[device].load(std::memory_order_relaxed)) return;
+  STD_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(smem_bytes)));
+  if (device >= 0 && device < kMaxDevices) done[device].store(true, std::memory_order_relaxed);
+}
+
 template <auto kKernel, typename... Args>
 void launch(int blocks, int64_t smem_bytes, const LaunchTarget& target, const Args&... args) {
+  allow_dynamic_smem<kKernel>(target.device, smem_bytes);
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(static_cast<unsigned>(blocks));
   config.blockDim = dim3(kThreads);
