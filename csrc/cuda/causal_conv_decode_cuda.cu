@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
     wait_for_previous_grid();
     DecodeToken<T, kW> tok = load_token<T, kW>(p, x, first);
     load_column(p, plan, col, issue_column_loads(p, plan, col));
-    for (int64_t t = first;;) {  // bounds uniform over the block
+    for (int64_t t = first;;) {  // bounds uniform over the warp
       const bool single = one_token_sequence(p, tok);
       const int64_t line = single ? checked_line(p, tok.index) : -1;
       const bool prior = line >= 0 && tok.initial;
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
 template <typename T>
 void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan,
                    const LaunchTarget& target) {
-  const int blocks = blocks_for(plan.conv_work + plan.gate_blocks);
+  const int blocks = blocks_for(packed_blocks(plan));
   switch (p.W) {
     case 2: launch<decode_kernel<T, 2>>(blocks, column_smem_bytes<T, 2>(), target, p, plan); break;
     case 3: launch<decode_kernel<T, 3>>(blocks, column_smem_bytes<T, 3>(), target, p, plan); break;

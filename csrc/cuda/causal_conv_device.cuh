@@ -119,9 +119,9 @@ enum class StateAccess : int32_t {
 };
 
 struct PackedPlan {
-  int64_t conv_work;      // token groups * column_blocks
+  int64_t conv_work;      // work items: token groups * column_warps
   int64_t gate_blocks;
-  int64_t column_blocks;  // work items per group of tokens
+  int64_t column_warps;   // work items per group of tokens, 32 columns each
   int64_t chunks_per_group;  // chunks of kTok tokens a work item takes, one after another
   int columns;            // D / kVec
   int qk_columns;         // 2*H*K / kVec
@@ -285,24 +285,34 @@ constexpr int64_t column_smem_bytes() {
 
 // The packed kernels' grid-stride loop over their work items: first
 // plan.gate_blocks blocks of gates (short: first, so that they leave no
-// tail behind the conv items), then plan.conv_work conv items, each a group
-// of tokens of one column block: body(col, group) with this thread's column.
-// A lane past the last column computes the last one again (every lane
-// reaches the shuffles) and stores nothing.
+// tail behind the conv items), then blocks of kWarps conv items, an item a
+// warp: a group of tokens of 32 columns, body(col, group) with this lane's
+// column. An item is a warp's, not a block's, so that a call with few
+// columns (a tensor-parallel shard: 160 at (2,6)) does not leave most of a
+// block's lanes without a column of their own. A lane past the last column
+// computes the last one again (every lane reaches the shuffles) and stores
+// nothing. Every bound in body is uniform over the warp, whose lanes share
+// the group; nothing in a packed kernel synchronises the block.
+__host__ __device__ inline int64_t packed_blocks(const PackedPlan& plan) {
+  return plan.gate_blocks + ceil_div(plan.conv_work, kWarps);
+}
+
 template <typename T, int kW, typename Body>
 __device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p,
                                                    const PackedPlan& plan, float4* smem,
                                                    const Body& body) {
   let_next_grid_launch();
-  for (int64_t work = blockIdx.x; work < plan.gate_blocks + plan.conv_work; work += gridDim.x) {
+  const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  for (int64_t work = blockIdx.x; work < packed_blocks(plan); work += gridDim.x) {
     if (work < plan.gate_blocks) {
       gate_block(p.prep, work * kThreads, kThreads);
       continue;
     }
-    const int64_t item = work - plan.gate_blocks;
-    const int64_t group = item / plan.column_blocks;
-    const int column =
-        static_cast<int>(item - group * plan.column_blocks) * kThreads + threadIdx.x;
+    const int64_t item = (work - plan.gate_blocks) * kWarps + warp;
+    if (item >= plan.conv_work) continue;
+    const int64_t group = item / plan.column_warps;
+    const int column = static_cast<int>(item - group * plan.column_warps) * kWarpSize + lane;
     Column<T, kW> col;
     col.smem = smem + threadIdx.x;
     col.stores = column < plan.columns;
@@ -455,7 +465,7 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
   T* const states = static_cast<T*>(p.states);
   const TokenRange range = chunk_tokens<kTok, kW>(p, t0, first);
   Sequence seq = first;
-  for (int64_t t = range.begin; t < range.end; ++t) {  // a bound uniform over the block
+  for (int64_t t = range.begin; t < range.end; ++t) {  // a bound uniform over the warp
     if (t >= seq.end || t < seq.start) seq = sequence_of(p, t, seq.index + 1);
     const int64_t line = t - seq.start < kW - 1 ? cache_line(p, seq.index) : -1;
     const bool prior = line >= 0 && has_initial_state(p, seq.index);

@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk(c);
     load_column(p, plan, col, issue_column_loads(p, plan, col));  // once for all its chunks
     Sequence seq{-1, 0, 0};
-    for (int64_t i = 0; i < plan.chunks_per_group; ++i) {  // a bound uniform over the block
+    for (int64_t i = 0; i < plan.chunks_per_group; ++i) {  // a bound uniform over the warp
       const int64_t t0 = first + i * kTok;
       if (t0 >= p.prep.L) break;
       fetch_chunk(i + Ring::kAhead);
@@ -296,7 +296,7 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   plan.columns = static_cast<int>(p.D / kVec);
   plan.qk_columns = static_cast<int>(2 * q.H * head_columns);
   plan.log2_lanes = log2_lanes_per_head(head_columns);
-  plan.column_blocks = ceil_div(plan.columns, kThreads);
+  plan.column_warps = ceil_div(plan.columns, kWarpSize);
   plan.gate_blocks = ceil_div(q.L * q.HV, kThreads);
 
   const bool states_aligned = aligned16(p.states) && aligned_to(p.states_stride_line, kBytes, 16);
@@ -321,7 +321,7 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   const bool decode_shaped = q.L <= 2 * p.B;
   const int64_t tokens_per_chunk = decode_shaped ? 1 : sizeof(T) == 2 ? 2 : 4;
   // Each work item takes several chunks one after another with the same
-  // weights, and every block slot of the GPU gets the same share: whole
+  // weights, and every warp slot of the GPU gets the same share: whole
   // waves of work items (no tail wave of a few blocks), as few as keep a
   // work item to 64 chunks or fewer. Against four waves (of up to 64
   // chunks), one wave ran 14-22% faster at T = 2048-8192 and 7-11% at
@@ -329,17 +329,17 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   // (16,32); benchmarks/NOTES.md).
   constexpr int64_t kMaxChunksPerItem = 64;
   const int64_t chunks = ceil_div(q.L, tokens_per_chunk);
-  const int64_t slots = int64_t{multiprocessor_count(target.device)} *
+  const int64_t slots = int64_t{multiprocessor_count(target.device)} * kWarps *
                         (decode_shaped ? kDecodeBlocksPerSM : kPrefillBlocksPerSM);
-  const int64_t chunk_columns = chunks * plan.column_blocks;
+  const int64_t chunk_columns = chunks * plan.column_warps;
   const int64_t waves = ceil_div(chunk_columns, slots * kMaxChunksPerItem);
   plan.chunks_per_group = std::max<int64_t>(1, ceil_div(chunk_columns, waves * slots));
-  plan.conv_work = ceil_div(chunks, plan.chunks_per_group) * plan.column_blocks;
+  plan.conv_work = ceil_div(chunks, plan.chunks_per_group) * plan.column_warps;
   if (decode_shaped) {
     launch_decode<T>(p, plan, target);
     return true;
   }
-  const int blocks = blocks_for(plan.conv_work + plan.gate_blocks);
+  const int blocks = blocks_for(packed_blocks(plan));
   constexpr int kPrefillTokens = sizeof(T) == 2 ? 2 : 4;
 #define GDN_LAUNCH_PACKED(W)                                                                  \
   launch<packed_kernel<T, W, kPrefillTokens>>(blocks, packed_smem_bytes<T, W, kPrefillTokens>(), \
