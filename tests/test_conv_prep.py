@@ -3,13 +3,16 @@ reference (SPEC.md op 2 bounds, cache lines bit-exact) over dtypes, shapes,
 conv widths, batches of sequences, cache layouts and indices, on fresh
 random data with poisoned output memory."""
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from _conv_helpers import PAD, ConvInputs, assert_states_equal, check_conv_against_reference, \
     run_poisoned
-from _helpers import DTYPES, INTERPRET, _ulps_apart, device_for
+from _helpers import DTYPES, INTERPRET, TESTS, _ulps_apart, device_for, subprocess_env
 from gdn_ext import causal_conv1d_post_conv_prep, fused_post_conv_prep
 
 # (H, HV, K, V): Qwen3-Next (16,32), Qwen3.5-27B (16,48: HV not a power of
@@ -56,6 +59,20 @@ def test_matches_reference(backend, shape, W, dtype, batch):
     states = inputs.fresh_states()
     out = run(inputs, backend, states)
     check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
+def test_small_ring_matches_reference():
+    """The prefill kernel with the 8-slot ring of rows, which GPUs with 99 KB
+    of shared memory a block run (sm_86, sm_89) in bf16/fp16 at W = 4,
+    forced on this GPU (GDN_EXT_CONV_RING_SLOTS=8, read once: a subprocess),
+    through test_matches_reference's bf16/fp16 CUDA cases at W = 4."""
+    device_for("cuda")
+    env = subprocess_env(GDN_EXT_CONV_RING_SLOTS="8")
+    run = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x",
+                          "-p", "no:cacheprovider", "-k",
+                          "test_matches_reference and cuda and W4 and float16"],
+                         env=env, cwd=TESTS, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
 BACKENDS = ["cuda", "triton", "cpu", "reference"]

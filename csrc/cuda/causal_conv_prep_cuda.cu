@@ -32,6 +32,8 @@
 // CUDA-graph capture.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include <torch/csrc/stable/library.h>
 
@@ -98,16 +100,20 @@ __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, co
   }
 }
 
-// x's rows of one thread's column in a ring of shared-memory slots, filled
-// by asynchronous copies kAhead chunks ahead of the chunk being computed.
-// Slot s of this thread at base[s * kThreads] (a warp's 16-byte accesses
-// hit every bank once). The rows in flight and the chunk's own rows with
-// its halo never share a slot: (kAhead + 1) * kTok + W-1 <= kSlots.
-template <typename T, int kW, int kTok>
+// x's rows of one thread's column in a ring of kSlots shared-memory slots,
+// filled by asynchronous copies kAhead chunks ahead of the chunk being
+// computed. Slot s of this thread at base[s * kThreads] (a warp's 16-byte
+// accesses hit every bank once). The rows in flight and the chunk's own
+// rows with its halo never share a slot: (kAhead + 1) * kTok + W-1 <= kSlots.
+constexpr int ring_chunks_ahead(int slots, int W, int tokens) {
+  return (slots - (W - 1)) / tokens - 1;
+}
+
+template <typename T, int kW, int kTok, int kSlots>
 struct RowRing {
-  static constexpr int kSlots = 16;
-  static constexpr int kAhead = (kSlots - (kW - 1)) / kTok - 1;
+  static constexpr int kAhead = ring_chunks_ahead(kSlots, kW, kTok);
   static_assert(kAhead >= 1, "the ring holds no chunk ahead");
+  static_assert((kSlots & (kSlots - 1)) == 0, "slots are taken modulo kSlots");
   uint4* base;
 
   __device__ __forceinline__ uint4* slot(int64_t row) const {
@@ -123,18 +129,18 @@ struct RowRing {
   }
 };
 
-template <typename T, int kW, int kTok>
+template <typename T, int kW, int kSlots>
 constexpr int64_t packed_smem_bytes() {
-  return column_smem_bytes<T, kW>() + int64_t{RowRing<T, kW, kTok>::kSlots} * kThreads * 16;
+  return column_smem_bytes<T, kW>() + int64_t{kSlots} * kThreads * 16;
 }
 
 // x's rows stream through a RowRing: a thread keeps kAhead chunks of rows
 // in flight while it computes, not one chunk's round trip at a time.
-template <typename T, int kW, int kTok>
+template <typename T, int kW, int kTok, int kSlots>
 __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     packed_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
-  using Ring = RowRing<T, kW, kTok>;
+  using Ring = RowRing<T, kW, kTok, kSlots>;
   const Ring ring{reinterpret_cast<uint4*>(reinterpret_cast<char*>(column_smem) +
                                            column_smem_bytes<T, kW>()) + threadIdx.x};
   for_each_work_item<T, kW>(p, plan, column_smem, [&](const Column<T, kW>& col, int64_t group) {
@@ -274,6 +280,43 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
 // ---------------------------------------------------------------------------
 // Host side.
 
+// Launches the prefill kernel with a ring of 16 slots, or of 8 on a device
+// whose blocks cannot have the 104 KB the larger ring takes in bf16 at W = 4
+// (sm_86 and sm_89 allow 99 KB a block; the 8-slot kernel is compiled only
+// where 16 slots pass that). Returns false where neither fits: the strided
+// kernel runs.
+constexpr int64_t kSmallSmemPerBlock = 99 * 1024;
+
+// GDN_EXT_CONV_RING_SLOTS=8 takes the 8-slot kernel wherever it is compiled,
+// even where 16 slots fit, so that a GPU with room for both tests it
+// (tests/test_conv_prep.py). Read once.
+inline bool small_ring_forced() {
+  static const bool forced = [] {
+    const char* env = std::getenv("GDN_EXT_CONV_RING_SLOTS");
+    return env != nullptr && std::string(env) == "8";
+  }();
+  return forced;
+}
+
+template <typename T, int kW, int kTok>
+bool launch_prefill(int blocks, const LaunchTarget& target, const CausalConvPrepParams& p,
+                    const PackedPlan& plan) {
+  constexpr bool kHasSmallRing = packed_smem_bytes<T, kW, 16>() > kSmallSmemPerBlock &&
+                                 ring_chunks_ahead(8, kW, kTok) >= 1;
+  const int64_t limit = max_dynamic_smem_per_block(target.device);
+  if (packed_smem_bytes<T, kW, 16>() <= limit && !(kHasSmallRing && small_ring_forced())) {
+    launch<packed_kernel<T, kW, kTok, 16>>(blocks, packed_smem_bytes<T, kW, 16>(), target, p, plan);
+    return true;
+  }
+  if constexpr (kHasSmallRing) {
+    if (packed_smem_bytes<T, kW, 8>() <= limit) {
+      launch<packed_kernel<T, kW, kTok, 8>>(blocks, packed_smem_bytes<T, kW, 8>(), target, p, plan);
+      return true;
+    }
+  }
+  return false;
+}
+
 bool aligned_to(int64_t elements, int64_t element_bytes, int64_t bytes) {
   return (elements * element_bytes) % bytes == 0;
 }
@@ -341,16 +384,11 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   }
   const int blocks = blocks_for(packed_blocks(plan));
   constexpr int kPrefillTokens = sizeof(T) == 2 ? 2 : 4;
-#define GDN_LAUNCH_PACKED(W)                                                                  \
-  launch<packed_kernel<T, W, kPrefillTokens>>(blocks, packed_smem_bytes<T, W, kPrefillTokens>(), \
-                                              target, p, plan)
   switch (p.W) {
-    case 2: GDN_LAUNCH_PACKED(2); break;
-    case 3: GDN_LAUNCH_PACKED(3); break;
-    default: GDN_LAUNCH_PACKED(4); break;
+    case 2: return launch_prefill<T, 2, kPrefillTokens>(blocks, target, p, plan);
+    case 3: return launch_prefill<T, 3, kPrefillTokens>(blocks, target, p, plan);
+    default: return launch_prefill<T, 4, kPrefillTokens>(blocks, target, p, plan);
   }
-#undef GDN_LAUNCH_PACKED
-  return true;
 }
 
 template <typename T>

@@ -312,17 +312,28 @@ bool programmatic_launch_allowed(int device) {
   return state == 1;
 }
 
-// The device's number of SMs, read once per device.
-inline int multiprocessor_count(int device) {
+// A device attribute, read once per device.
+template <cudaDeviceAttr kAttribute>
+int device_attribute(int device) {
   constexpr int kMaxDevices = 64;
-  static std::atomic<int> counts[kMaxDevices] = {};
-  if (device < 0 || device >= kMaxDevices) return 132;
-  int count = counts[device].load(std::memory_order_relaxed);
-  if (count == 0) {
-    STD_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    counts[device].store(count, std::memory_order_relaxed);
+  static std::atomic<int> values[kMaxDevices] = {};
+  const bool cached = device >= 0 && device < kMaxDevices;
+  int value = cached ? values[device].load(std::memory_order_relaxed) : 0;
+  if (value == 0) {
+    STD_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
+    if (cached) values[device].store(value, std::memory_order_relaxed);
   }
-  return count;
+  return value;
+}
+
+inline int multiprocessor_count(int device) {
+  return device_attribute<cudaDevAttrMultiProcessorCount>(device);
+}
+
+// The most dynamic shared memory a block can opt into (227 KB on sm_90,
+// 163 KB on sm_80, 99 KB on sm_86/sm_89).
+inline int64_t max_dynamic_smem_per_block(int device) {
+  return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(device);
 }
 
 // Lets kKernel take smem_bytes of dynamic shared memory past the default
