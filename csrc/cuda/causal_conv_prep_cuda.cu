@@ -280,11 +280,7 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
 // ---------------------------------------------------------------------------
 // Host side.
 
-// Launches the prefill kernel with a ring of 16 slots, or of 8 on a device
-// whose blocks cannot have the 104 KB the larger ring takes in bf16 at W = 4
-// (sm_86 and sm_89 allow 99 KB a block; the 8-slot kernel is compiled only
-// where 16 slots pass that). Returns false where neither fits: the strided
-// kernel runs.
+// The shared memory a block may have on sm_86 and sm_89.
 constexpr int64_t kSmallSmemPerBlock = 99 * 1024;
 
 // GDN_EXT_CONV_RING_SLOTS=8 takes the 8-slot kernel wherever it is compiled,
@@ -298,6 +294,11 @@ inline bool small_ring_forced() {
   return forced;
 }
 
+// Launches the prefill kernel with a ring of 16 slots, or of 8 on a device
+// whose blocks cannot have the 104 KB the larger ring takes in bf16 at W = 4
+// (the 8-slot kernel is compiled only where 16 slots pass
+// kSmallSmemPerBlock). Returns false where neither fits: the strided kernel
+// runs.
 template <typename T, int kW, int kTok>
 bool launch_prefill(int blocks, const LaunchTarget& target, const CausalConvPrepParams& p,
                     const PackedPlan& plan) {
