@@ -433,16 +433,7 @@ __device__ __forceinline__ ColumnOut<T> column_out(const CausalConvPrepParams& p
 template <typename T>
 __device__ __forceinline__ void store_column(const ColumnOut<T>& out, int64_t t, const Pack<T>& y,
                                              float scale) {
-  constexpr int kVec = Pack<T>::kSize;
-  Pack<T> value = y;
-  if (out.normalised) {
-    float v[kVec];
-    unpack_floats(y, v);
-#pragma unroll
-    for (int f = 0; f < kVec; ++f) v[f] *= scale;
-    value = round_to<T>(v);
-  }
-  store_pack(out.base + t * out.row_stride, value);
+  store_pack(out.base + t * out.row_stride, out.normalised ? scaled(y, scale) : y);
 }
 
 template <typename T>

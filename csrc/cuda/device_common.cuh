@@ -85,13 +85,6 @@ __device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
   return ss;
 }
 
-template <typename T>
-__device__ __forceinline__ Pack<T> scaled(Pack<T> x, float scale) {
-#pragma unroll
-  for (int j = 0; j < Pack<T>::kSize; ++j) x.x[j] = static_cast<T>(static_cast<float>(x.x[j]) * scale);
-  return x;
-}
-
 // kSize floats rounded to nearest-even T, a pair per instruction for
 // 16-bit T (sm_80+): the same bits as rounding one at a time.
 template <typename T>
@@ -115,6 +108,16 @@ __device__ __forceinline__ Pack<T> round_to(const float (&v)[Pack<T>::kSize]) {
 #pragma unroll
   for (int j = 0; j < Pack<T>::kSize; ++j) pack.x[j] = static_cast<T>(v[j]);
   return pack;
+}
+
+// x times scale, rounded to T once per element.
+template <typename T>
+__device__ __forceinline__ Pack<T> scaled(const Pack<T>& x, float scale) {
+  float v[Pack<T>::kSize];
+  unpack_floats(x, v);
+#pragma unroll
+  for (int j = 0; j < Pack<T>::kSize; ++j) v[j] *= scale;
+  return round_to<T>(v);
 }
 
 // Programmatic dependent launch (sm_90+): the host lets this grid launch
