@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <tuple>
+#include <type_traits>
 
 #include <torch/csrc/stable/tensor.h>
 #include <torch/headeronly/util/BFloat16.h>
@@ -109,6 +110,19 @@ decltype(auto) dispatch_activation(ScalarKind kind, const F& f) {
     case ScalarKind::kBFloat16: return f(c10::BFloat16{});
     case ScalarKind::kFloat16: return f(c10::Half{});
     default: return f(float{});
+  }
+}
+
+// The kind of the C++ type T (dispatch_activation's inverse).
+template <typename T>
+constexpr ScalarKind kind_of() {
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return ScalarKind::kBFloat16;
+  } else if constexpr (std::is_same_v<T, c10::Half>) {
+    return ScalarKind::kFloat16;
+  } else {
+    static_assert(std::is_same_v<T, float>, "float, c10::BFloat16 or c10::Half");
+    return ScalarKind::kFloat32;
   }
 }
 

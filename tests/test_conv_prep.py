@@ -120,15 +120,26 @@ def test_flags(backend, silu, flags):
     check_conv_against_reference(out, states, inputs, inputs.conv_states, *flags, silu=silu)
 
 
+# The conv's weight and bias: float32, or in x's dtype as checkpoints hold
+# them (the CUDA decode kernel reads those packed, without a dtype switch),
+# with a bias or without.
+WEIGHTS = {"f32": {}, "like_x": {"like_x": True}, "like_x_no_bias": {"like_x": True, "bias": False}}
+
+
+@pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("batch", [1, 8, 33])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_decode_steps(backend, batch):
+def test_decode_steps(backend, batch, weights):
     """Pure decode (every sequence one token, all continuing from their
     lines), five steps in a row on the same cache."""
     device = device_for(backend)
     shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (16, 32, 128, 128)
-    for dtype in (torch.bfloat16, torch.float32):
-        inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all")
+    dtypes = (torch.bfloat16, torch.float32) + ((torch.float16,) if weights != "f32" else ())
+    for dtype in dtypes:
+        kwargs = dict(WEIGHTS[weights])
+        if kwargs.pop("like_x", False):
+            kwargs["weight_dtype"] = dtype
+        inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all", **kwargs)
         states = inputs.fresh_states()
         for _ in range(5):
             before = states.clone()

@@ -7,7 +7,8 @@
 //      cache index and flag, the token's row of x (its last tap, whatever
 //      its sequence), and the column's weights and bias: all issued before
 //      any of them is used, so that no load waits behind another's use;
-//   2. the old cache line;
+//   2. the old cache line, issued before the weights are converted, and
+//      the next token's round trip 1 before this token's conv;
 //
 // then the conv, the head's shuffles, and the stores of q/k/v and of the
 // new line [old columns 1.. | x row], from registers. A token whose
@@ -85,10 +86,36 @@ __device__ __forceinline__ void one_token(const CausalConvPrepParams& p, const P
                      next);
 }
 
-// Two blocks an SM (128 registers; 80 bytes spilled in bf16 at W = 4). One
-// block an SM with two tokens a thread in flight (no spills) ran 1.4-1.5x
-// slower at batch 128-512 (benchmarks/NOTES.md).
+// A token's cache line (-1 for none) and whether it holds a prior state,
+// with the old line loaded: round trip 2, issued as soon as round trip 1's
+// cache index is in.
+struct TokenLine {
+  bool single;
+  int64_t line;
+  bool prior;
+};
+
 template <typename T, int kW>
+__device__ __forceinline__ TokenLine issue_line_load(const CausalConvPrepParams& p,
+                                                     const PackedPlan& plan, int column,
+                                                     DecodeToken<T, kW>& tok) {
+  TokenLine l;
+  l.single = one_token_sequence(p, tok);
+  l.line = l.single ? checked_line(p, tok.index) : -1;
+  l.prior = l.line >= 0 && tok.initial;
+  if (l.prior) {
+    tok.old = load_state<T, kW>(
+        p, plan, static_cast<const T*>(p.states) + l.line * p.states_stride_line, column);
+  }
+  return l;
+}
+
+// Two blocks an SM: 128 registers, 124-128 in bf16 at W = 4, no spills with
+// kPackedLikeX (kAny: 128 bytes spilled). Three blocks (80 registers)
+// spilled 400 bytes and ran 1.3-1.4x slower at batch 128-512; one block with
+// two tokens a thread computed side by side (no spills) 1.4-1.5x slower
+// (benchmarks/NOTES.md).
+template <typename T, int kW, ColumnSource kSource>
 __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
     decode_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
@@ -98,44 +125,60 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
     const T* x = static_cast<const T*>(p.x) + col.index * Pack<T>::kSize;
     wait_for_previous_grid();
     DecodeToken<T, kW> tok = load_token<T, kW>(p, x, first);
-    load_column(p, plan, col, issue_column_loads(p, plan, col));
+    const auto loads = issue_column_loads<T, kW, kSource>(p, plan, col);
+    // The first token's old line is on its way while the weights convert.
+    TokenLine l = issue_line_load(p, plan, col.index, tok);
+    load_column(p, plan, col, loads);
     for (int64_t t = first;;) {  // bounds uniform over the warp
-      const bool single = one_token_sequence(p, tok);
-      const int64_t line = single ? checked_line(p, tok.index) : -1;
-      const bool prior = line >= 0 && tok.initial;
-      if (prior) {
-        tok.old = load_state<T, kW>(p, plan, static_cast<const T*>(p.states) +
-                                                 line * p.states_stride_line, col.index);
-      }
-      if (single) {
-        one_token(p, plan, col, tok, line, prior);
+      // Token t + 1's first round trip is in flight while t computes.
+      DecodeToken<T, kW> next;
+      if (t + 1 < last) next = load_token<T, kW>(p, x, t + 1);
+      if (l.single) {
+        one_token(p, plan, col, tok, l.line, l.prior);
       } else {
         boundary_chunk<T, kW, 1>(p, plan, col, t, sequence_of(p, t, t));
       }
       if (++t >= last) break;
-      tok = load_token<T, kW>(p, x, t);
+      tok = next;
+      l = issue_line_load(p, plan, col.index, tok);
     }
   });
+}
+
+template <typename T, ColumnSource kSource>
+void launch_decode_from(const CausalConvPrepParams& p, const PackedPlan& plan,
+                        const LaunchTarget& target) {
+  const int blocks = blocks_for(packed_blocks(plan));
+  switch (p.W) {
+    case 2:
+      launch<decode_kernel<T, 2, kSource>>(blocks, column_smem_bytes<T, 2>(), target, p, plan);
+      break;
+    case 3:
+      launch<decode_kernel<T, 3, kSource>>(blocks, column_smem_bytes<T, 3>(), target, p, plan);
+      break;
+    default:
+      launch<decode_kernel<T, 4, kSource>>(blocks, column_smem_bytes<T, 4>(), target, p, plan);
+      break;
+  }
 }
 
 }  // namespace
 
 template <typename T>
-void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan,
+void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan, ColumnSource source,
                    const LaunchTarget& target) {
-  const int blocks = blocks_for(packed_blocks(plan));
-  switch (p.W) {
-    case 2: launch<decode_kernel<T, 2>>(blocks, column_smem_bytes<T, 2>(), target, p, plan); break;
-    case 3: launch<decode_kernel<T, 3>>(blocks, column_smem_bytes<T, 3>(), target, p, plan); break;
-    default: launch<decode_kernel<T, 4>>(blocks, column_smem_bytes<T, 4>(), target, p, plan); break;
+  if (source == ColumnSource::kPackedLikeX) {
+    launch_decode_from<T, ColumnSource::kPackedLikeX>(p, plan, target);
+  } else {
+    launch_decode_from<T, ColumnSource::kAny>(p, plan, target);
   }
 }
 
 template void launch_decode<c10::BFloat16>(const CausalConvPrepParams&, const PackedPlan&,
-                                           const LaunchTarget&);
+                                           ColumnSource, const LaunchTarget&);
 template void launch_decode<c10::Half>(const CausalConvPrepParams&, const PackedPlan&,
-                                       const LaunchTarget&);
+                                       ColumnSource, const LaunchTarget&);
 template void launch_decode<float>(const CausalConvPrepParams&, const PackedPlan&,
-                                   const LaunchTarget&);
+                                   ColumnSource, const LaunchTarget&);
 
 }  // namespace gdn::gpu::conv

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../causal_conv_prep.h"
 #include "device_common.cuh"
@@ -321,54 +322,84 @@ __device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p
   }
 }
 
-// A column's weights and bias, loaded and not yet converted (packed
-// layouts; the others are loaded element by element in load_column).
-template <typename T, int kW>
+// Where a column's weights and bias are read from, chosen on the host.
+//   kAny: any dtype and strides; a runtime dtype picks each element's
+//     conversion.
+//   kPackedLikeX: weight [D, W] contiguous and bias contiguous (or absent),
+//     16-byte aligned, both in x's dtype (as checkpoints hold them): kW packs
+//     and one a column, converted in straight-line code. kAny's conversion
+//     is a branch an element and holds float32-sized loads; in a decode
+//     token it was a quarter of the instructions (benchmarks/NOTES.md).
+enum class ColumnSource { kAny, kPackedLikeX };
+
+// A column's weights and bias, loaded and not yet converted (kAny: packed
+// layouts only; the others are loaded element by element in load_column).
+template <typename T, int kW, ColumnSource kSource>
 struct ColumnLoads {
-  RawFloats<kW * Pack<T>::kSize> weight;  // element f, tap j at f * W + j
-  RawFloats<Pack<T>::kSize> bias;
+  static constexpr bool kLikeX = kSource == ColumnSource::kPackedLikeX;
+  static constexpr int kVec = Pack<T>::kSize;
+  // element f, tap j at f * W + j
+  std::conditional_t<kLikeX, Pack<T>[kW], RawFloats<kW * kVec>> weight;
+  std::conditional_t<kLikeX, Pack<T>, RawFloats<kVec>> bias;
 };
 
-template <typename T, int kW>
-__device__ __forceinline__ ColumnLoads<T, kW> issue_column_loads(const CausalConvPrepParams& p,
-                                                                 const PackedPlan& plan,
-                                                                 const Column<T, kW>& col) {
+template <typename T, int kW, ColumnSource kSource>
+__device__ __forceinline__ ColumnLoads<T, kW, kSource> issue_column_loads(
+    const CausalConvPrepParams& p, const PackedPlan& plan, const Column<T, kW>& col) {
   constexpr int kVec = Pack<T>::kSize;
   const int64_t first = static_cast<int64_t>(col.index) * kVec;
-  ColumnLoads<T, kW> loads;
-  if (plan.weight_packed) load_raw(p.weight, first * kW, loads.weight);
-  if (plan.bias_packed) load_raw(p.bias, first, loads.bias);
+  ColumnLoads<T, kW, kSource> loads;
+  if constexpr (ColumnLoads<T, kW, kSource>::kLikeX) {
+    const T* weight = static_cast<const T*>(p.weight.data) + first * kW;
+#pragma unroll
+    for (int i = 0; i < kW; ++i) loads.weight[i] = load_pack(weight + i * kVec);
+    if (p.bias.data != nullptr) loads.bias = load_pack(static_cast<const T*>(p.bias.data) + first);
+  } else {
+    if (plan.weight_packed) load_raw(p.weight, first * kW, loads.weight);
+    if (plan.bias_packed) load_raw(p.bias, first, loads.bias);
+  }
   return loads;
 }
 
 // The column's weights and bias as float into its shared-memory slots.
-template <typename T, int kW>
+template <typename T, int kW, ColumnSource kSource>
 __device__ __forceinline__ void load_column(const CausalConvPrepParams& p, const PackedPlan& plan,
                                             const Column<T, kW>& col,
-                                            const ColumnLoads<T, kW>& loads) {
+                                            const ColumnLoads<T, kW, kSource>& loads) {
   constexpr int kVec = Pack<T>::kSize;
   const int64_t first = static_cast<int64_t>(col.index) * kVec;
   float weight[kW * kVec];  // element f, tap j at f * W + j
-  if (plan.weight_packed) {
-    raw_to_floats(p.weight.kind, loads.weight, weight);
-  } else {
-#pragma unroll
-    for (int f = 0; f < kVec; ++f) {
-#pragma unroll
-      for (int j = 0; j < kW; ++j) {
-        weight[f * kW + j] =
-            load_float(p.weight, (first + f) * p.weight.stride0 + j * p.weight.stride1);
-      }
-    }
-  }
   float bias[kVec];
 #pragma unroll
   for (int f = 0; f < kVec; ++f) bias[f] = 0.f;
-  if (plan.bias_packed) {
-    raw_to_floats(p.bias.kind, loads.bias, bias);
-  } else if (p.bias.data != nullptr) {
+  if constexpr (ColumnLoads<T, kW, kSource>::kLikeX) {
 #pragma unroll
-    for (int f = 0; f < kVec; ++f) bias[f] = load_float(p.bias, (first + f) * p.bias.stride0);
+    for (int i = 0; i < kW; ++i) {
+      float part[kVec];
+      unpack_floats(loads.weight[i], part);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) weight[i * kVec + e] = part[e];
+    }
+    if (p.bias.data != nullptr) unpack_floats(loads.bias, bias);
+  } else {
+    if (plan.weight_packed) {
+      raw_to_floats(p.weight.kind, loads.weight, weight);
+    } else {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) {
+#pragma unroll
+        for (int j = 0; j < kW; ++j) {
+          weight[f * kW + j] =
+              load_float(p.weight, (first + f) * p.weight.stride0 + j * p.weight.stride1);
+        }
+      }
+    }
+    if (plan.bias_packed) {
+      raw_to_floats(p.bias.kind, loads.bias, bias);
+    } else if (p.bias.data != nullptr) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) bias[f] = load_float(p.bias, (first + f) * p.bias.stride0);
+    }
   }
 #pragma unroll
   for (int h = 0; h < Column<T, kW>::kQuads; ++h) {
@@ -512,14 +543,15 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
 // Packed kernels' blocks an SM. Prefill: two, as its x ring and the
 // column's weights take 104 KB of shared memory a block (bf16, W = 4); the
 // ring keeps the loads in flight that the third block's warps used to.
-// Decode: two, as three spilled the fallback path of its tokens.
+// Decode: two (causal_conv_decode_cuda.cu says why).
 constexpr int kPrefillBlocksPerSM = 2;
 constexpr int kDecodeBlocksPerSM = 2;
 
 // Launches the decode kernel (causal_conv_decode_cuda.cu) on `plan`, whose
-// chunks are single tokens. T: c10::BFloat16, c10::Half or float.
+// chunks are single tokens, reading the columns from `source`. T:
+// c10::BFloat16, c10::Half or float.
 template <typename T>
-void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan,
+void launch_decode(const CausalConvPrepParams& p, const PackedPlan& plan, ColumnSource source,
                    const LaunchTarget& target);
 
 }  // namespace gdn::gpu::conv

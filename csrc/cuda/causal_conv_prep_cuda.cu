@@ -47,29 +47,36 @@ using namespace conv;
 
 // A chunk whose kTok tokens all lie in one sequence, W-1 or more tokens past
 // its start (nearly every chunk of a prefill): every tap comes from x, and
-// each 16-byte pack of x is loaded once for the whole chunk.
-// rows: x's rows t0 - (W-1) .. t0 + kTok - 1 of the column.
-template <typename T, int kW, int kTok>
+// each 16-byte pack of x is read once for the whole chunk.
+// row(r): x's row t0 - (W-1) + r of the column, r < kTok + W - 1.
+template <typename T, int kW, int kTok, typename Row>
 __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
                                                const Column<T, kW>& col, const ColumnOut<T>& out,
-                                               int64_t t0, const Pack<T> (&rows)[kTok + kW - 1]) {
+                                               int64_t t0, const Row& row) {
   constexpr int kVec = Pack<T>::kSize;
-  float xs[kTok + kW - 1][kVec];  // each row converted once
+  float w[kW][kVec];
 #pragma unroll
-  for (int r = 0; r < kTok + kW - 1; ++r) unpack_floats(rows[r], xs[r]);
-  // Tap by tap (its weights read once for all the chunk's tokens), each
-  // token's taps in order.
+  for (int j = 0; j < kW; ++j) col.taps(j, w[j]);
   float acc[kTok][kVec];
+  col.taps(kW, acc[0]);  // the bias
 #pragma unroll
-  for (int u = 0; u < kTok; ++u) col.taps(kW, acc[u]);  // the bias
+  for (int u = 1; u < kTok; ++u) {
 #pragma unroll
-  for (int j = 0; j < kW; ++j) {
-    float w[kVec];
-    col.taps(j, w);
+    for (int f = 0; f < kVec; ++f) acc[u][f] = acc[0][f];
+  }
+  // Row by row, each converted once and added to the tokens it is a tap of
+  // (row r is tap r - u of token u), so that each token's taps go in order
+  // with no more than one row converted at a time.
+#pragma unroll
+  for (int r = 0; r < kTok + kW - 1; ++r) {
+    float xs[kVec];
+    unpack_floats(row(r), xs);
 #pragma unroll
     for (int u = 0; u < kTok; ++u) {
+      const int j = r - u;
+      if (j < 0 || j >= kW) continue;
 #pragma unroll
-      for (int f = 0; f < kVec; ++f) acc[u][f] = acc[u][f] + w[f] * xs[u + j][f];
+      for (int f = 0; f < kVec; ++f) acc[u][f] = acc[u][f] + w[j][f] * xs[f];
     }
   }
   // One branch for the chunk, not one per element.
@@ -165,7 +172,8 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     }
 #pragma unroll
     for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk(c);
-    load_column(p, plan, col, issue_column_loads(p, plan, col));  // once for all its chunks
+    // Once for all its chunks: kAny, one kernel for every dtype of weights.
+    load_column(p, plan, col, issue_column_loads<T, kW, ColumnSource::kAny>(p, plan, col));
     Sequence seq{-1, 0, 0};
     for (int64_t i = 0; i < plan.chunks_per_group; ++i) {  // a bound uniform over the warp
       const int64_t t0 = first + i * kTok;
@@ -179,10 +187,8 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
         continue;
       }
       wait_async_copies<Ring::kAhead>();  // chunk i's group and all before it
-      Pack<T> rows[kTok + kW - 1];
-#pragma unroll
-      for (int r = 0; r < kTok + kW - 1; ++r) rows[r] = ring.row(t0 - (kW - 1) + r);
-      interior_chunk<T, kW, kTok>(p, plan, col, column_out<T>(p, plan, col.index), t0, rows);
+      interior_chunk<T, kW, kTok>(p, plan, col, column_out<T>(p, plan, col.index), t0,
+                                  [&](int r) { return ring.row(t0 - (kW - 1) + r); });
     }
     // No copy of this item may land in a slot the next item fills.
     wait_async_copies<0>();
@@ -294,24 +300,46 @@ inline bool small_ring_forced() {
   return forced;
 }
 
-// Launches the prefill kernel with a ring of 16 slots, or of 8 on a device
+// Shares a call's chunks of tokens_per_chunk tokens out into work items.
+// Each work item takes several chunks one after another with the same
+// weights, and every warp slot of the GPU gets the same share: whole waves
+// of work items (no tail wave of a few blocks), as few as keep a work item
+// to 64 chunks or fewer. Against four waves (of up to 64 chunks), one wave
+// ran 14-22% faster at T = 2048-8192 and 7-11% at decode batch 128-512, 2%
+// slower at T = 32768 (three waves) (bf16, (16,32); benchmarks/NOTES.md).
+void plan_work(PackedPlan& plan, int64_t L, int64_t tokens_per_chunk, int blocks_per_sm,
+               int device) {
+  constexpr int64_t kMaxChunksPerItem = 64;
+  const int64_t chunks = ceil_div(L, tokens_per_chunk);
+  const int64_t slots = int64_t{multiprocessor_count(device)} * kWarps * blocks_per_sm;
+  const int64_t chunk_columns = chunks * plan.column_warps;
+  const int64_t waves = ceil_div(chunk_columns, slots * kMaxChunksPerItem);
+  plan.chunks_per_group = std::max<int64_t>(1, ceil_div(chunk_columns, waves * slots));
+  plan.conv_work = ceil_div(chunks, plan.chunks_per_group) * plan.column_warps;
+}
+
+// Launches the prefill kernel: 4 tokens a chunk with a ring of 16 slots (two
+// chunks ahead), or 2 tokens a chunk with 8 slots (one ahead) on a device
 // whose blocks cannot have the 104 KB the larger ring takes in bf16 at W = 4
 // (the 8-slot kernel is compiled only where 16 slots pass
 // kSmallSmemPerBlock). Returns false where neither fits: the strided kernel
 // runs.
-template <typename T, int kW, int kTok>
-bool launch_prefill(int blocks, const LaunchTarget& target, const CausalConvPrepParams& p,
-                    const PackedPlan& plan) {
-  constexpr bool kHasSmallRing = packed_smem_bytes<T, kW, 16>() > kSmallSmemPerBlock &&
-                                 ring_chunks_ahead(8, kW, kTok) >= 1;
+template <typename T, int kW>
+bool launch_prefill(const LaunchTarget& target, const CausalConvPrepParams& p, PackedPlan plan) {
+  constexpr int kTok = 4, kSmallTok = 2;
+  constexpr bool kHasSmallRing = packed_smem_bytes<T, kW, 16>() > kSmallSmemPerBlock;
   const int64_t limit = max_dynamic_smem_per_block(target.device);
   if (packed_smem_bytes<T, kW, 16>() <= limit && !(kHasSmallRing && small_ring_forced())) {
-    launch<packed_kernel<T, kW, kTok, 16>>(blocks, packed_smem_bytes<T, kW, 16>(), target, p, plan);
+    plan_work(plan, p.prep.L, kTok, kPrefillBlocksPerSM, target.device);
+    launch<packed_kernel<T, kW, kTok, 16>>(blocks_for(packed_blocks(plan)),
+                                           packed_smem_bytes<T, kW, 16>(), target, p, plan);
     return true;
   }
   if constexpr (kHasSmallRing) {
     if (packed_smem_bytes<T, kW, 8>() <= limit) {
-      launch<packed_kernel<T, kW, kTok, 8>>(blocks, packed_smem_bytes<T, kW, 8>(), target, p, plan);
+      plan_work(plan, p.prep.L, kSmallTok, kPrefillBlocksPerSM, target.device);
+      launch<packed_kernel<T, kW, kSmallTok, 8>>(blocks_for(packed_blocks(plan)),
+                                                 packed_smem_bytes<T, kW, 8>(), target, p, plan);
       return true;
     }
   }
@@ -359,36 +387,20 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
                      aligned_to(kVec, element_bytes(p.bias.kind), 16);
 
   // Decode-shaped calls (about one token per sequence) take the decode
-  // kernel, one token a thread. Prefill: 4 tokens a chunk (each row of x
-  // loaded once per 4 tokens plus the W-1 halo); 2 for 16-bit x, whose
-  // 8-feature columns hold twice the registers (4 spilled at W = 4).
-  const bool decode_shaped = q.L <= 2 * p.B;
-  const int64_t tokens_per_chunk = decode_shaped ? 1 : sizeof(T) == 2 ? 2 : 4;
-  // Each work item takes several chunks one after another with the same
-  // weights, and every warp slot of the GPU gets the same share: whole
-  // waves of work items (no tail wave of a few blocks), as few as keep a
-  // work item to 64 chunks or fewer. Against four waves (of up to 64
-  // chunks), one wave ran 14-22% faster at T = 2048-8192 and 7-11% at
-  // decode batch 128-512, 2% slower at T = 32768 (three waves) (bf16,
-  // (16,32); benchmarks/NOTES.md).
-  constexpr int64_t kMaxChunksPerItem = 64;
-  const int64_t chunks = ceil_div(q.L, tokens_per_chunk);
-  const int64_t slots = int64_t{multiprocessor_count(target.device)} * kWarps *
-                        (decode_shaped ? kDecodeBlocksPerSM : kPrefillBlocksPerSM);
-  const int64_t chunk_columns = chunks * plan.column_warps;
-  const int64_t waves = ceil_div(chunk_columns, slots * kMaxChunksPerItem);
-  plan.chunks_per_group = std::max<int64_t>(1, ceil_div(chunk_columns, waves * slots));
-  plan.conv_work = ceil_div(chunks, plan.chunks_per_group) * plan.column_warps;
-  if (decode_shaped) {
-    launch_decode<T>(p, plan, target);
+  // kernel, one token a thread; the others the prefill kernel.
+  if (q.L <= 2 * p.B) {
+    const bool like_x = plan.weight_packed && p.weight.kind == kind_of<T>() &&
+                        (p.bias.data == nullptr ||
+                         (plan.bias_packed && p.bias.kind == kind_of<T>()));
+    const ColumnSource source = like_x ? ColumnSource::kPackedLikeX : ColumnSource::kAny;
+    plan_work(plan, q.L, 1, kDecodeBlocksPerSM, target.device);
+    launch_decode<T>(p, plan, source, target);
     return true;
   }
-  const int blocks = blocks_for(packed_blocks(plan));
-  constexpr int kPrefillTokens = sizeof(T) == 2 ? 2 : 4;
   switch (p.W) {
-    case 2: return launch_prefill<T, 2, kPrefillTokens>(blocks, target, p, plan);
-    case 3: return launch_prefill<T, 3, kPrefillTokens>(blocks, target, p, plan);
-    default: return launch_prefill<T, 4, kPrefillTokens>(blocks, target, p, plan);
+    case 2: return launch_prefill<T, 2>(target, p, plan);
+    case 3: return launch_prefill<T, 3>(target, p, plan);
+    default: return launch_prefill<T, 4>(target, p, plan);
   }
 }
 
