@@ -110,8 +110,8 @@ __device__ __forceinline__ TokenLine issue_line_load(const CausalConvPrepParams&
   return l;
 }
 
-// Two blocks an SM: 128 registers, 124-128 in bf16 at W = 4, no spills with
-// kPackedLikeX (kAny: 128 bytes spilled). Three blocks (80 registers)
+// Two blocks an SM, so at most 128 registers: in bf16 at W = 4 kPackedLikeX
+// takes 128 with no spill, kAny spills 128 bytes. Three blocks (80 registers)
 // spilled 400 bytes and ran 1.3-1.4x slower at batch 128-512; one block with
 // two tokens a thread computed side by side (no spills) 1.4-1.5x slower
 // (benchmarks/NOTES.md).
