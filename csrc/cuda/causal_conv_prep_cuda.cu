@@ -130,9 +130,7 @@ struct RowRing {
     copy16_async(slot(row), x + row * stride);
   }
   __device__ __forceinline__ Pack<T> row(int64_t row) const {
-    Pack<T> pack;
-    *reinterpret_cast<uint4*>(&pack) = *slot(row);
-    return pack;
+    return load_pack(reinterpret_cast<const T*>(slot(row)));
   }
 };
 

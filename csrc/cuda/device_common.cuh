@@ -291,6 +291,25 @@ inline int blocks_for(int64_t work) {
   return static_cast<int>(std::max<int64_t>(1, std::min(work, kMaxBlocks)));
 }
 
+// compute() (an int, never 0 once known) for `device`: once per device in
+// [0, kMaxCachedDevices), at every call for any other. Each caller passes a
+// lambda of its own, a type of its own in each instantiation of the caller's
+// template, so each caller (per kernel, for the kernel templates below) has
+// a cache of its own.
+constexpr int kMaxCachedDevices = 64;
+
+template <typename Compute>
+int once_per_device(int device, const Compute& compute) {
+  static std::atomic<int> values[kMaxCachedDevices] = {};
+  const bool cached = device >= 0 && device < kMaxCachedDevices;
+  int value = cached ? values[device].load(std::memory_order_relaxed) : 0;
+  if (value == 0) {
+    value = compute();
+    if (cached) values[device].store(value, std::memory_order_relaxed);
+  }
+  return value;
+}
+
 // Whether kKernel may be launched as a programmatic dependent on the current
 // device: only if the code the device runs was compiled for sm_90 or later
 // (PTX JIT-compiled from an older target lacks the wait, and launching it
@@ -298,35 +317,26 @@ inline int blocks_for(int64_t work) {
 // it off. Read once per kernel and device.
 template <auto kKernel>
 bool programmatic_launch_allowed(int device) {
-  constexpr int kMaxDevices = 64;
   static const bool disabled = [] {
     const char* env = std::getenv("GDN_EXT_DISABLE_PDL");
     return env != nullptr && std::string(env) == "1";
   }();
-  static std::atomic<int8_t> allowed[kMaxDevices] = {};  // 0: not read yet, 1: yes, -1: no
-  if (disabled || device >= kMaxDevices) return false;
-  int8_t state = allowed[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    cudaFuncAttributes attr;
-    STD_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
-    state = attr.ptxVersion >= 90 ? 1 : -1;
-    allowed[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
+  if (disabled || device >= kMaxCachedDevices) return false;
+  return once_per_device(device, [] {
+           cudaFuncAttributes attr;
+           STD_CUDA_CHECK(cudaFuncGetAttributes(&attr, kKernel));
+           return attr.ptxVersion >= 90 ? 1 : -1;
+         }) == 1;
 }
 
 // A device attribute, read once per device.
 template <cudaDeviceAttr kAttribute>
 int device_attribute(int device) {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> values[kMaxDevices] = {};
-  const bool cached = device >= 0 && device < kMaxDevices;
-  int value = cached ? values[device].load(std::memory_order_relaxed) : 0;
-  if (value == 0) {
+  return once_per_device(device, [device] {
+    int value = 0;
     STD_CUDA_CHECK(cudaDeviceGetAttribute(&value, kAttribute, device));
-    if (cached) values[device].store(value, std::memory_order_relaxed);
-  }
-  return value;
+    return value;
+  });
 }
 
 inline int multiprocessor_count(int device) {
@@ -344,14 +354,13 @@ inline int64_t max_dynamic_smem_per_block(int device) {
 // is the same at every launch of a kernel.
 template <auto kKernel>
 void allow_dynamic_smem(int device, int64_t smem_bytes) {
-  constexpr int kMaxDevices = 64;
   constexpr int64_t kDefaultLimit = 48 * 1024;
-  static std::atomic<bool> done[kMaxDevices] = {};
   if (smem_bytes <= kDefaultLimit) return;
-  if (device >= 0 && device < kMaxDevices && done[device].load(std::memory_order_relaxed)) return;
-  STD_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(smem_bytes)));
-  if (device >= 0 && device < kMaxDevices) done[device].store(true, std::memory_order_relaxed);
+  once_per_device(device, [smem_bytes] {
+    STD_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem_bytes)));
+    return 1;
+  });
 }
 
 template <auto kKernel, typename... Args>
