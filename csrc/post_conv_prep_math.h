@@ -73,9 +73,15 @@ GDN_HOST_DEVICE F silu(const F& y) {
 }
 
 // rsqrt(sum(x^2) + 1e-6): SPEC's eps sits inside the root (not F.normalize).
+// On the GPU rsqrt.approx without .ftz is the same instruction wrapped in a
+// rescaling for denormal inputs; a sum of squares plus 1e-6 is never one (a
+// NaN stays NaN), so the .ftz form gives the same bits with 3 instructions
+// fewer per head.
 GDN_HOST_DEVICE float l2norm_scale(float sum_of_squares) {
 #if defined(__CUDA_ARCH__)
-  return ::rsqrtf(sum_of_squares + 1e-6f);
+  float scale;
+  asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(scale) : "f"(sum_of_squares + 1e-6f));
+  return scale;
 #else
   return 1.f / std::sqrt(sum_of_squares + 1e-6f);
 #endif

@@ -153,8 +153,16 @@ def test_decode_steps(backend, batch, weights):
 def test_prefill_then_decode_equals_one_call(backend, split):
     """A sequence's tokens in two calls (the second continuing from the cache
     line the first left, then one token at a time) give the bits one call
-    gives: the cache holds exactly what the conv needs."""
+    gives: the cache holds exactly what the conv needs, and no kernel's
+    rounding depends on how many tokens a call has. On a GPU, several random
+    inputs: a 1-ulp difference in one head showed in about 1 run in 20 of
+    Triton's when its tile height followed the call's size."""
     device = device_for(backend)
+    for _ in range(8 if device == "cuda" else 1):
+        _check_prefill_then_decode(device, backend, split)
+
+
+def _check_prefill_then_decode(device, backend, split):
     W, n = 4, 70
     whole = ConvInputs([n], 2, 6, 32, 16, W, torch.bfloat16, device, lines=[1], initial=[False],
                        num_lines=3)

@@ -48,11 +48,14 @@ using namespace conv;
 // A chunk whose kTok tokens all lie in one sequence, W-1 or more tokens past
 // its start (nearly every chunk of a prefill): every tap comes from x, and
 // each 16-byte pack of x is read once for the whole chunk.
-// row(r): x's row t0 - (W-1) + r of the column, r < kTok + W - 1.
+// row(r): x's row t0 - (W-1) + r of the column, r < kTok + W - 1. dst: token
+// t0's pack of the column's output, token t0 + u's at dst + u * out.row_stride.
+// normalise: some lane of the warp holds a q/k column to L2-normalise (a
+// warp of v columns skips the squares and the butterflies).
 template <typename T, int kW, int kTok, typename Row>
 __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
                                                const Column<T, kW>& col, const ColumnOut<T>& out,
-                                               int64_t t0, const Row& row) {
+                                               bool normalise, T* dst, const Row& row) {
   constexpr int kVec = Pack<T>::kSize;
   float w[kW][kVec];
 #pragma unroll
@@ -87,50 +90,67 @@ __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, co
       for (int f = 0; f < kVec; ++f) acc[u][f] = silu_for<T>(acc[u][f]);
     }
   }
-  Pack<T> y[kTok];
+  if (!normalise) {
+    if (!col.stores) return;
+#pragma unroll
+    for (int u = 0; u < kTok; ++u, dst += out.row_stride) store_pack(dst, round_to<T>(acc[u]));
+    return;
+  }
+  // The conv output rounded to T, kept as floats for the squares and the
+  // scale (what add_squares and scaled() would unpack again). All the
+  // tokens' butterflies side by side; every lane takes part.
   float scale[kTok];
 #pragma unroll
   for (int u = 0; u < kTok; ++u) {
-    y[u] = round_to<T>(acc[u]);
-    scale[u] = add_squares(y[u], 0.f);
+    unpack_floats(round_to<T>(acc[u]), acc[u]);
+    scale[u] = add_squares(acc[u], 0.f);
   }
-  // All the tokens' butterflies side by side (every lane of the warp takes
-  // part, v columns too: the flag is uniform, out.normalised is not).
-  if (p.prep.apply_l2norm) {
-    group_sums(scale, 1 << plan.log2_lanes);
+  group_sums(scale, 1 << plan.log2_lanes);
+  if (!col.stores) return;
 #pragma unroll
-    for (int u = 0; u < kTok; ++u) scale[u] = l2norm_scale(scale[u]);
-  }
-  if (col.stores) {
+  for (int u = 0; u < kTok; ++u, dst += out.row_stride) {
+    // A v lane of a mixed warp stores y * 1: y again, bit for bit.
+    const float s = out.normalised ? l2norm_scale(scale[u]) : 1.f;
 #pragma unroll
-    for (int u = 0; u < kTok; ++u) store_column(out, t0 + u, y[u], scale[u]);
+    for (int f = 0; f < kVec; ++f) acc[u][f] *= s;
+    store_pack(dst, round_to<T>(acc[u]));
   }
 }
 
 // x's rows of one thread's column in a ring of kSlots shared-memory slots,
 // filled by asynchronous copies kAhead chunks ahead of the chunk being
-// computed. Slot s of this thread at base[s * kThreads] (a warp's 16-byte
-// accesses hit every bank once). The rows in flight and the chunk's own
-// rows with its halo never share a slot: (kAhead + 1) * kTok + W-1 <= kSlots.
-constexpr int ring_chunks_ahead(int slots, int W, int tokens) {
-  return (slots - (W - 1)) / tokens - 1;
+// computed. Rows are counted from the work item's first row (the halo rows
+// before it are -1, -2, ...), and row g + o sits in slot (g + o) mod kSlots;
+// slot s of this thread at base[s * kThreads] (a warp's 16-byte accesses hit
+// every bank once). Chunks start at multiples of kTok, so a chunk's own rows
+// are kTok slots in a row and its halo lies in the groups of kTok slots just
+// before: a row's slot is one group's base (two a chunk) plus a constant,
+// not an index computed a row. The halo's groups, the chunk's and the kAhead
+// in flight never share a slot: halo_slots + (kAhead + 1) * kTok <= kSlots.
+template <int kW, int kTok>
+constexpr int halo_slots() {
+  return (kW - 1 + kTok - 1) / kTok * kTok;
+}
+
+constexpr int ring_chunks_ahead(int slots, int halo, int tokens) {
+  return (slots - halo) / tokens - 1;
 }
 
 template <typename T, int kW, int kTok, int kSlots>
 struct RowRing {
-  static constexpr int kAhead = ring_chunks_ahead(kSlots, kW, kTok);
+  static constexpr int kAhead = ring_chunks_ahead(kSlots, halo_slots<kW, kTok>(), kTok);
   static_assert(kAhead >= 1, "the ring holds no chunk ahead");
   static_assert((kSlots & (kSlots - 1)) == 0, "slots are taken modulo kSlots");
   uint4* base;
 
-  __device__ __forceinline__ uint4* slot(int64_t row) const {
-    return base + static_cast<int>(row & (kSlots - 1)) * kThreads;
+  // Row g + o: g a multiple of kTok, -(W-1) <= o < kTok (a constant once
+  // unrolled).
+  __device__ __forceinline__ uint4* slot(int g, int o) const {
+    const int back = o < 0 ? (-o + kTok - 1) / kTok * kTok : 0;
+    return base + (((g - back) & (kSlots - 1)) + (o + back)) * kThreads;
   }
-  __device__ __forceinline__ void fetch(const T* x, int64_t stride, int64_t row) const {
-    copy16_async(slot(row), x + row * stride);
-  }
-  __device__ __forceinline__ Pack<T> row(int64_t row) const {
-    return load_pack(reinterpret_cast<const T*>(slot(row)));
+  __device__ __forceinline__ Pack<T> row(int g, int o) const {
+    return load_pack(reinterpret_cast<const T*>(slot(g, o)));
   }
 };
 
@@ -140,7 +160,10 @@ constexpr int64_t packed_smem_bytes() {
 }
 
 // x's rows stream through a RowRing: a thread keeps kAhead chunks of rows
-// in flight while it computes, not one chunk's round trip at a time.
+// in flight while it computes, not one chunk's round trip at a time. Within
+// a work item (at most kMaxChunksPerItem chunks) rows are ints and the
+// addresses of x and of the outputs step by a stride a row, so that a chunk
+// spends its instructions on the conv, not on 64-bit index arithmetic.
 template <typename T, int kW, int kTok, int kSlots>
 __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     packed_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
@@ -150,43 +173,62 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
                                            column_smem_bytes<T, kW>()) + threadIdx.x};
   for_each_work_item<T, kW>(p, plan, column_smem, [&](const Column<T, kW>& col, int64_t group) {
     constexpr int kVec = Pack<T>::kSize;
-    const T* x = static_cast<const T*>(p.x) + col.index * kVec;
     const int64_t first = group * plan.chunks_per_group * kTok;
-    const int64_t end = std::min(first + plan.chunks_per_group * kTok, p.prep.L);
+    const int rows = static_cast<int>(std::min(plan.chunks_per_group * kTok, p.prep.L - first));
+    const int64_t stride = p.x_stride_row;
+    const T* const item_x = static_cast<const T*>(p.x) + col.index * kVec + first * stride;
     // One commit group per chunk (empty past the item's end, so that the
     // count of groups in flight stays kAhead).
-    const auto fetch_chunk = [&](int64_t chunk) {
+    const T* fetch_x = item_x;
+    int fetch_row = 0;
+    const auto fetch_chunk = [&] {
+      uint4* const slots = ring.slot(fetch_row, 0);
+      if (fetch_row + kTok <= rows) {  // all but an item's last kAhead chunks
 #pragma unroll
-      for (int u = 0; u < kTok; ++u) {
-        const int64_t r = first + chunk * kTok + u;
-        if (r < end) ring.fetch(x, p.x_stride_row, r);
+        for (int u = 0; u < kTok; ++u, fetch_x += stride) copy16_async(slots + u * kThreads, fetch_x);
+      } else {
+#pragma unroll
+        for (int u = 0; u < kTok; ++u, fetch_x += stride) {
+          if (fetch_row + u < rows) copy16_async(slots + u * kThreads, fetch_x);
+        }
       }
+      fetch_row += kTok;
       commit_async_copies();
     };
     wait_for_previous_grid();
 #pragma unroll
     for (int r = 1; r < kW; ++r) {  // the halo, in chunk 0's group
-      if (first - r >= 0) ring.fetch(x, p.x_stride_row, first - r);
+      if (first - r >= 0) copy16_async(ring.slot(0, -r), item_x - r * stride);
     }
 #pragma unroll
-    for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk(c);
+    for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk();
     // Once for all its chunks: kAny, one kernel for every dtype of weights.
     load_column(p, plan, col, issue_column_loads<T, kW, ColumnSource::kAny>(p, plan, col));
+    const ColumnOut<T> out = column_out<T>(p, plan, col.index);
+    const bool normalise = __any_sync(kFullMask, out.normalised);
+    T* dst = out.base + first * out.row_stride;
+    // Chunks whose first row g is in [interior_from, interior_to] lie inside
+    // seq, W-1 or more tokens past its start (none until seq is looked up).
     Sequence seq{-1, 0, 0};
-    for (int64_t i = 0; i < plan.chunks_per_group; ++i) {  // a bound uniform over the warp
-      const int64_t t0 = first + i * kTok;
-      if (t0 >= p.prep.L) break;
-      fetch_chunk(i + Ring::kAhead);
-      if (t0 < seq.start || t0 >= seq.end) {
-        seq = sequence_of(p, t0, seq.index + 1);
+    int interior_from = 1, interior_to = 0;
+    for (int g = 0; g < rows; g += kTok, dst += kTok * out.row_stride) {  // uniform over the warp
+      fetch_chunk();
+      if (g < interior_from || g > interior_to) {
+        const int64_t t0 = first + g;
+        if (t0 < seq.start || t0 >= seq.end) {
+          seq = sequence_of(p, t0, seq.index + 1);
+          interior_from = static_cast<int>(
+              std::clamp<int64_t>(seq.start + (kW - 1) - first, 0, rows));
+          interior_to = static_cast<int>(std::clamp<int64_t>(seq.end - kTok - first, -1, rows));
+        }
+        if (g < interior_from || g > interior_to) {
+          boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq);
+          continue;
+        }
       }
-      if (t0 + kTok > seq.end || seq.start > t0 - (kW - 1)) {
-        boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq);
-        continue;
-      }
-      wait_async_copies<Ring::kAhead>();  // chunk i's group and all before it
-      interior_chunk<T, kW, kTok>(p, plan, col, column_out<T>(p, plan, col.index), t0,
-                                  [&](int r) { return ring.row(t0 - (kW - 1) + r); });
+      wait_async_copies<Ring::kAhead>();  // this chunk's group and all before it
+      interior_chunk<T, kW, kTok>(p, plan, col, out, normalise, dst,
+                                  [&](int r) { return ring.row(g, r - (kW - 1)); });
     }
     // No copy of this item may land in a slot the next item fills.
     wait_async_copies<0>();
