@@ -96,24 +96,20 @@ __device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, co
     for (int u = 0; u < kTok; ++u, dst += out.row_stride) store_pack(dst, round_to<T>(acc[u]));
     return;
   }
-  // The conv output rounded to T, kept as floats for the squares and the
-  // scale (what add_squares and scaled() would unpack again). All the
-  // tokens' butterflies side by side; every lane takes part.
+  // All the tokens' butterflies side by side; every lane takes part.
+  Pack<T> y[kTok];
   float scale[kTok];
 #pragma unroll
   for (int u = 0; u < kTok; ++u) {
-    unpack_floats(round_to<T>(acc[u]), acc[u]);
-    scale[u] = add_squares(acc[u], 0.f);
+    y[u] = round_to<T>(acc[u]);
+    scale[u] = add_squares(y[u], 0.f);
   }
   group_sums(scale, 1 << plan.log2_lanes);
   if (!col.stores) return;
 #pragma unroll
   for (int u = 0; u < kTok; ++u, dst += out.row_stride) {
     // A v lane of a mixed warp stores y * 1: y again, bit for bit.
-    const float s = out.normalised ? l2norm_scale(scale[u]) : 1.f;
-#pragma unroll
-    for (int f = 0; f < kVec; ++f) acc[u][f] *= s;
-    store_pack(dst, round_to<T>(acc[u]));
+    store_pack(dst, scaled(y[u], out.normalised ? l2norm_scale(scale[u]) : 1.f));
   }
 }
 

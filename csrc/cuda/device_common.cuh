@@ -76,18 +76,13 @@ __device__ __forceinline__ void unpack_floats(const Pack<T>& pack, float (&out)[
 // ss plus the squares of a pack's elements, added in element order. Every
 // path that must give the row-major kernel's bits for a head sums through
 // this (and group_sums), so the association cannot drift apart.
-template <int N>
-__device__ __forceinline__ float add_squares(const float (&x)[N], float ss) {
-#pragma unroll
-  for (int j = 0; j < N; ++j) ss += x[j] * x[j];
-  return ss;
-}
-
 template <typename T>
 __device__ __forceinline__ float add_squares(const Pack<T>& x, float ss) {
   float f[Pack<T>::kSize];
   unpack_floats(x, f);
-  return add_squares(f, ss);
+#pragma unroll
+  for (int j = 0; j < Pack<T>::kSize; ++j) ss += f[j] * f[j];
+  return ss;
 }
 
 // kSize floats rounded to nearest-even T, a pair per instruction for
