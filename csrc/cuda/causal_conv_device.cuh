@@ -130,6 +130,7 @@ struct PackedPlan {
   StateAccess state_access;
   bool weight_packed;     // a column's kVec x W weights are contiguous and 16-byte aligned
   bool bias_packed;
+  int items_per_block;    // conv items a block takes: kWarps, fewer in a small call
 };
 
 // The 16-byte loads of kN contiguous values of any float dtype (up to kN
@@ -286,16 +287,17 @@ constexpr int64_t column_smem_bytes() {
 
 // The packed kernels' grid-stride loop over their work items: first
 // plan.gate_blocks blocks of gates (short: first, so that they leave no
-// tail behind the conv items), then blocks of kWarps conv items, an item a
-// warp: a group of tokens of 32 columns, body(col, group) with this lane's
-// column. An item is a warp's, not a block's, so that a call with few
+// tail behind the conv items), then blocks of plan.items_per_block conv
+// items (kWarps but in a small call; a block's other warps have none), an
+// item a warp: a group of tokens of 32 columns, body(col, group) with this
+// lane's column. An item is a warp's, not a block's, so that a call with few
 // columns (a tensor-parallel shard: 160 at (2,6)) does not leave most of a
 // block's lanes without a column of their own. A lane past the last column
 // computes the last one again (every lane reaches the shuffles) and stores
 // nothing. Every bound in body is uniform over the warp, whose lanes share
 // the group; nothing in a packed kernel synchronises the block.
 __host__ __device__ inline int64_t packed_blocks(const PackedPlan& plan) {
-  return plan.gate_blocks + ceil_div(plan.conv_work, kWarps);
+  return plan.gate_blocks + ceil_div(plan.conv_work, plan.items_per_block);
 }
 
 template <typename T, int kW, typename Body>
@@ -310,8 +312,8 @@ __device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p
       gate_block(p.prep, work * kThreads, kThreads);
       continue;
     }
-    const int64_t item = (work - plan.gate_blocks) * kWarps + warp;
-    if (item >= plan.conv_work) continue;
+    const int64_t item = (work - plan.gate_blocks) * plan.items_per_block + warp;
+    if (warp >= plan.items_per_block || item >= plan.conv_work) continue;
     const int64_t group = item / plan.column_warps;
     const int column = static_cast<int>(item - group * plan.column_warps) * kWarpSize + lane;
     Column<T, kW> col;

@@ -352,6 +352,14 @@ void plan_work(PackedPlan& plan, int64_t L, int64_t tokens_per_chunk, int blocks
   const int64_t waves = ceil_div(chunk_columns, slots * kMaxChunksPerItem);
   plan.chunks_per_group = std::max<int64_t>(1, ceil_div(chunk_columns, waves * slots));
   plan.conv_work = ceil_div(chunks, plan.chunks_per_group) * plan.column_warps;
+  // With fewer than kWarps items an SM (a decode step of a few sequences),
+  // a block takes items / SMs of them, rounded up, so that they spread over
+  // the SMs: with kWarps in a block (each a column strip of x, the cache
+  // lines and the weights), batch 1 waited on the few SMs that held them
+  // (H200: 2.47 -> 2.09 us at (16,32), 2.43 -> 2.03 at (8,24);
+  // benchmarks/NOTES.md).
+  plan.items_per_block = static_cast<int>(std::clamp<int64_t>(
+      ceil_div(plan.conv_work, multiprocessor_count(device)), 1, kWarps));
 }
 
 // Launches the prefill kernel: 4 tokens a chunk with a ring of 16 slots (two

@@ -48,7 +48,9 @@ constexpr int kVPacksPerThread = 4;
 
 struct RowMajorPlan {
   int64_t qk_blocks, v_blocks;  // see above; the remaining blocks do gates
-  int64_t qk_heads_per_block;   // multiples of one iteration's worth
+  // Multiples of one iteration's worth, or in a short call one head a lane
+  // group and one pack a thread (a part of one iteration).
+  int64_t qk_heads_per_block;
   int64_t v_packs_per_block;
   int64_t gates_per_block;
   int log2_lanes_per_head;      // lanes per q/k head: a power of two <= 32
@@ -476,10 +478,23 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, const LaunchTarget& target
   plan.log2_lanes_per_head = log2_lanes;
   plan.qk_heads = static_cast<int>(2 * p.H);
   plan.v_packs_per_row = static_cast<int>(v_packs_per_row);
-  plan.qk_heads_per_block = units_per_block(
-      p.L * 2 * p.H,
-      (kThreads >> log2_lanes) * heads_per_group_iter(static_cast<int>(packs_per_lane)));
-  plan.v_packs_per_block = units_per_block(p.L * v_packs_per_row, kThreads * kVPacksPerThread);
+  // A short call spreads over more blocks: each thread takes one head (one
+  // pack of v) where it would take up to four. With fewer blocks than SMs,
+  // a call lasts as long as one SM takes to move its block's bytes (16 KB
+  // in and out at K = 128 in bf16); four times the blocks with a quarter of
+  // the bytes each finish sooner (H200, L = 16 at (16,32): 1.61 -> 1.37 us,
+  // the same-bytes copy 1.36). From about a block an SM it is slower
+  // (benchmarks/NOTES.md).
+  const int64_t qk_per_iteration =
+      (kThreads >> log2_lanes) * heads_per_group_iter(static_cast<int>(packs_per_lane));
+  const int64_t v_per_iteration = kThreads * kVPacksPerThread;
+  const bool spread = ceil_div(p.L * 2 * p.H, qk_per_iteration) +
+                          ceil_div(p.L * v_packs_per_row, v_per_iteration) <
+                      multiprocessor_count(target.device);
+  plan.qk_heads_per_block =
+      units_per_block(p.L * 2 * p.H, spread ? kThreads >> log2_lanes : qk_per_iteration);
+  plan.v_packs_per_block =
+      units_per_block(p.L * v_packs_per_row, spread ? kThreads : v_per_iteration);
   plan.gates_per_block = units_per_block(p.L * p.HV, kThreads);
   plan.qk_blocks = ceil_div(p.L * 2 * p.H, plan.qk_heads_per_block);
   plan.v_blocks = ceil_div(p.L * v_packs_per_row, plan.v_packs_per_block);
