@@ -48,8 +48,8 @@ constexpr int kVPacksPerThread = 4;
 
 struct RowMajorPlan {
   int64_t qk_blocks, v_blocks;  // see above; the remaining blocks do gates
-  // Multiples of one iteration's worth, or in a short call one head a lane
-  // group and one pack a thread (a part of one iteration).
+  // Multiples of one iteration's worth, or in a short call a half or a
+  // quarter of one.
   int64_t qk_heads_per_block;
   int64_t v_packs_per_block;
   int64_t gates_per_block;
@@ -478,23 +478,23 @@ bool try_launch_rowmajor(const PostConvPrepParams& p, const LaunchTarget& target
   plan.log2_lanes_per_head = log2_lanes;
   plan.qk_heads = static_cast<int>(2 * p.H);
   plan.v_packs_per_row = static_cast<int>(v_packs_per_row);
-  // A short call spreads over more blocks: each thread takes one head (one
-  // pack of v) where it would take up to four. With fewer blocks than SMs,
-  // a call lasts as long as one SM takes to move its block's bytes (16 KB
-  // in and out at K = 128 in bf16); four times the blocks with a quarter of
-  // the bytes each finish sooner (H200, L = 16 at (16,32): 1.61 -> 1.37 us,
-  // the same-bytes copy 1.36). From about a block an SM it is slower
-  // (benchmarks/NOTES.md).
+  // A short call spreads over more blocks. With fewer blocks than SMs, a
+  // call lasts as long as one SM takes to move its block's bytes (16 KB in
+  // and out at K = 128 in bf16), so a block takes a quarter of an
+  // iteration (one head a lane group, one pack of v a thread): H200, L = 16
+  // at (16,32), 1.61 -> 1.37 us against a same-bytes copy of 1.36. With one
+  // to two blocks an SM it takes half (2-3%); from two, a whole iteration,
+  // which smaller blocks only slow down (benchmarks/NOTES.md).
   const int64_t qk_per_iteration =
       (kThreads >> log2_lanes) * heads_per_group_iter(static_cast<int>(packs_per_lane));
   const int64_t v_per_iteration = kThreads * kVPacksPerThread;
-  const bool spread = ceil_div(p.L * 2 * p.H, qk_per_iteration) +
-                          ceil_div(p.L * v_packs_per_row, v_per_iteration) <
-                      multiprocessor_count(target.device);
-  plan.qk_heads_per_block =
-      units_per_block(p.L * 2 * p.H, spread ? kThreads >> log2_lanes : qk_per_iteration);
-  plan.v_packs_per_block =
-      units_per_block(p.L * v_packs_per_row, spread ? kThreads : v_per_iteration);
+  const int64_t whole_blocks = ceil_div(p.L * 2 * p.H, qk_per_iteration) +
+                               ceil_div(p.L * v_packs_per_row, v_per_iteration);
+  const int64_t sms = multiprocessor_count(target.device);
+  const int64_t parts = whole_blocks < sms ? 4 : whole_blocks < 2 * sms ? 2 : 1;
+  plan.qk_heads_per_block = units_per_block(
+      p.L * 2 * p.H, std::max<int64_t>(kThreads >> log2_lanes, qk_per_iteration / parts));
+  plan.v_packs_per_block = units_per_block(p.L * v_packs_per_row, v_per_iteration / parts);
   plan.gates_per_block = units_per_block(p.L * p.HV, kThreads);
   plan.qk_blocks = ceil_div(p.L * 2 * p.H, plan.qk_heads_per_block);
   plan.v_blocks = ceil_div(p.L * v_packs_per_row, plan.v_packs_per_block);
