@@ -29,12 +29,14 @@ LENGTHS = [1, 37, 200, 300]
 LAYOUTS = ["row_major", "channel_first", "padded", "offset", "ba_chunk", "strided_params"]
 DTYPES = [torch.bfloat16, torch.float32]
 # Op 2: (sequence lengths, cache lines): empty and shorter-than-the-conv
-# sequences, a pad slot and lines past the cache; pure decode; and a
+# sequences, a pad slot and lines past the cache; pure decode; a
 # decode-shaped call (T <= 2B) with an empty and a two-token sequence, which
-# the decode kernel hands to its general path.
+# the decode kernel hands to its general path; and a prefill of 800 tokens,
+# where at (1,64,8,8) the prefill kernel's gate blocks outnumber its conv
+# blocks and go behind them. The last shape takes the strided kernel.
 CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2]),
-                ([1, 0, 2, 1], [3, 1, 0, 5])]
-CONV_SHAPES = [(4, 8, 64, 64), (3, 5, 36, 20)]
+                ([1, 0, 2, 1], [3, 1, 0, 5]), ([500, 300], [1, 2])]
+CONV_SHAPES = [(4, 8, 64, 64), (1, 64, 8, 8), (3, 5, 36, 20)]
 
 
 def main():
@@ -54,7 +56,7 @@ def main():
         cases += 1
     for backend, (lengths, lines), shape, x_layout, state_layout in itertools.product(
             backends, CONV_BATCHES, CONV_SHAPES, ["row_major", "channel_first"], ["dnw", "wd"]):
-        if quick and (shape != CONV_SHAPES[0] or x_layout != "row_major"):
+        if quick and (shape == CONV_SHAPES[-1] or x_layout != "row_major"):
             continue
         c = ConvInputs(lengths, *shape, 4, torch.bfloat16, "cuda", x_layout=x_layout,
                        state_layout=state_layout, lines=lines,

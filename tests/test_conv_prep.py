@@ -75,6 +75,19 @@ def test_small_ring_matches_reference():
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
+@pytest.mark.parametrize("shape", [(16, 32, 128, 128), (2, 6, 128, 128)], ids=["16x32", "2x6"])
+def test_long_prefill_matches_reference(shape):
+    """A prefill of 4,200 tokens in two sequences. On an H100 or H200 the CUDA
+    kernel's gate blocks outnumber its conv blocks at (16,32), so they go
+    behind them, and they stay in front at (2,6): both orders of the grid,
+    against the reference."""
+    device = device_for("cuda")
+    inputs = ConvInputs([3000, 1200], *shape, 4, torch.bfloat16, device)
+    states = inputs.fresh_states()
+    out = run(inputs, "cuda", states)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
 BACKENDS = ["cuda", "triton", "cpu", "reference"]
 
 

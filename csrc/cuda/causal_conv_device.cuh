@@ -131,6 +131,7 @@ struct PackedPlan {
   bool weight_packed;     // a column's kVec x W weights are contiguous and 16-byte aligned
   bool bias_packed;
   int items_per_block;    // conv items a block takes: kWarps, fewer in a small call
+  bool gates_last;        // the gate blocks follow the conv blocks (plan_work says when)
 };
 
 // The 16-byte loads of kN contiguous values of any float dtype (up to kN
@@ -285,10 +286,10 @@ constexpr int64_t column_smem_bytes() {
   return int64_t{kW + 1} * Column<T, kW>::kQuads * kThreads * 16;
 }
 
-// The packed kernels' grid-stride loop over their work items: first
-// plan.gate_blocks blocks of gates (short: first, so that they leave no
-// tail behind the conv items), then blocks of plan.items_per_block conv
-// items (kWarps but in a small call; a block's other warps have none), an
+// The packed kernels' grid-stride loop over their work items:
+// plan.gate_blocks blocks of gates (one gate a thread) before or after
+// (plan.gates_last) the blocks of plan.items_per_block conv items (kWarps
+// but in a small call; a block's other warps have none), an
 // item a warp: a group of tokens of 32 columns, body(col, group) with this
 // lane's column. An item is a warp's, not a block's, so that a call with few
 // columns (a tensor-parallel shard: 160 at (2,6)) does not leave most of a
@@ -296,8 +297,12 @@ constexpr int64_t column_smem_bytes() {
 // computes the last one again (every lane reaches the shuffles) and stores
 // nothing. Every bound in body is uniform over the warp, whose lanes share
 // the group; nothing in a packed kernel synchronises the block.
+__host__ __device__ inline int64_t conv_blocks(const PackedPlan& plan) {
+  return ceil_div(plan.conv_work, plan.items_per_block);
+}
+
 __host__ __device__ inline int64_t packed_blocks(const PackedPlan& plan) {
-  return plan.gate_blocks + ceil_div(plan.conv_work, plan.items_per_block);
+  return plan.gate_blocks + conv_blocks(plan);
 }
 
 template <typename T, int kW, typename Body>
@@ -307,12 +312,15 @@ __device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p
   let_next_grid_launch();
   const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
   const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  const int64_t first_gate_block = plan.gates_last ? conv_blocks(plan) : 0;
+  const int64_t first_conv_block = plan.gates_last ? 0 : plan.gate_blocks;
   for (int64_t work = blockIdx.x; work < packed_blocks(plan); work += gridDim.x) {
-    if (work < plan.gate_blocks) {
-      gate_block(p.prep, work * kThreads, kThreads);
+    const int64_t gate = work - first_gate_block;
+    if (gate >= 0 && gate < plan.gate_blocks) {
+      gate_block(p.prep, gate * kThreads, kThreads);
       continue;
     }
-    const int64_t item = (work - plan.gate_blocks) * plan.items_per_block + warp;
+    const int64_t item = (work - first_conv_block) * plan.items_per_block + warp;
     if (warp >= plan.items_per_block || item >= plan.conv_work) continue;
     const int64_t group = item / plan.column_warps;
     const int column = static_cast<int>(item - group * plan.column_warps) * kWarpSize + lane;

@@ -360,6 +360,16 @@ void plan_work(PackedPlan& plan, int64_t L, int64_t tokens_per_chunk, int blocks
   // benchmarks/NOTES.md).
   plan.items_per_block = static_cast<int>(std::clamp<int64_t>(
       ceil_div(plan.conv_work, multiprocessor_count(device)), 1, kWarps));
+  // Blocks start in index order, and a gate block holds a conv block's
+  // shared memory. Where the gate blocks outnumber the conv blocks (a long
+  // prefill: 4,096 against 524 at T = 32768, (16,32)), in front they are
+  // waves of short blocks that every conv block waits behind; behind, they
+  // take the SMs that conv blocks leave as they finish. Where they are
+  // fewer, in front they run beside the first conv blocks, behind they would
+  // be a tail of their own (H200: (16,32) T = 32768 332 -> 309 us, T = 8192
+  // 93 -> 88; (8,24) T = 2048 23.7 -> 25.3 had they gone last;
+  // benchmarks/NOTES.md).
+  plan.gates_last = plan.gate_blocks > conv_blocks(plan);
 }
 
 // Launches the prefill kernel: 4 tokens a chunk with a ring of 16 slots (two
