@@ -483,69 +483,178 @@ __device__ __forceinline__ void store_column(const CausalConvPrepParams& p, cons
   store_column(column_out<T>(p, plan, column), t, y, scale);
 }
 
+// kTok tokens t0.. of one sequence and one column, side by side: each tap
+// row is converted once for every token it is a tap of, and the tokens'
+// butterflies overlap. row(r): the tap at position t0 - (W-1) + r of the
+// column, r < kTok + W - 1 (x's row, or before the sequence the old line's
+// column or zeros). dst: token t0's pack of the column's output, token
+// t0 + u's at dst + u * out.row_stride; the first `tokens` are stored.
+// normalise: some lane of the warp holds a q/k column to L2-normalise (a
+// warp of v columns skips the squares and the butterflies).
+template <typename T, int kW, int kTok, typename Row>
+__device__ __forceinline__ void convolve_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                               const Column<T, kW>& col, const ColumnOut<T>& out,
+                                               bool normalise, T* dst, int tokens, const Row& row) {
+  constexpr int kVec = Pack<T>::kSize;
+  float w[kW][kVec];
+#pragma unroll
+  for (int j = 0; j < kW; ++j) col.taps(j, w[j]);
+  float acc[kTok][kVec];
+  col.taps(kW, acc[0]);  // the bias
+#pragma unroll
+  for (int u = 1; u < kTok; ++u) {
+#pragma unroll
+    for (int f = 0; f < kVec; ++f) acc[u][f] = acc[0][f];
+  }
+  // Row by row, each converted once and added to the tokens it is a tap of
+  // (row r is tap r - u of token u), so that each token's taps go in order
+  // with no more than one row converted at a time.
+#pragma unroll
+  for (int r = 0; r < kTok + kW - 1; ++r) {
+    float xs[kVec];
+    unpack_floats(row(r), xs);
+#pragma unroll
+    for (int u = 0; u < kTok; ++u) {
+      const int j = r - u;
+      if (j < 0 || j >= kW) continue;
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) acc[u][f] = acc[u][f] + w[j][f] * xs[f];
+    }
+  }
+  // One branch for the chunk, not one per element.
+  if (p.silu) {
+#pragma unroll
+    for (int u = 0; u < kTok; ++u) {
+#pragma unroll
+      for (int f = 0; f < kVec; ++f) acc[u][f] = silu_for<T>(acc[u][f]);
+    }
+  }
+  if (!normalise) {
+    if (!col.stores) return;
+#pragma unroll
+    for (int u = 0; u < kTok; ++u, dst += out.row_stride) {
+      if (u < tokens) store_pack(dst, round_to<T>(acc[u]));
+    }
+    return;
+  }
+  // All the tokens' butterflies side by side; every lane takes part.
+  Pack<T> y[kTok];
+  float scale[kTok];
+#pragma unroll
+  for (int u = 0; u < kTok; ++u) {
+    y[u] = round_to<T>(acc[u]);
+    scale[u] = add_squares(y[u], 0.f);
+  }
+  group_sums(scale, 1 << plan.log2_lanes);
+  if (!col.stores) return;
+#pragma unroll
+  for (int u = 0; u < kTok; ++u, dst += out.row_stride) {
+    // A v lane of a mixed warp stores y * 1: y again, bit for bit.
+    if (u < tokens) store_pack(dst, scaled(y[u], out.normalised ? l2norm_scale(scale[u]) : 1.f));
+  }
+}
+
+// Where a boundary run's taps come from. tap(pos): the column's tap at
+// position pos; begin_sequence(start, line): from now on the W-1 positions
+// before `start` (a sequence's first token) are the columns of its old
+// cache line `line` (zeros for nullptr), not x. RegisterTaps holds them in
+// registers (the decode kernel); the prefill kernel writes them into its
+// ring of x rows (causal_conv_prep_cuda.cu).
+template <typename T, int kW, typename XRow>
+struct RegisterTaps {
+  const CausalConvPrepParams& p;
+  const PackedPlan& plan;
+  int column;
+  const XRow& x_row;  // x_row(pos): x's row pos of the column
+  int64_t start;
+  StateBlock<T, kW> before;
+
+  __device__ __forceinline__ void begin_sequence(int64_t s, const T* line) {
+    start = s;
+    if (line != nullptr) {
+      before = load_state<T, kW>(p, plan, line, column);
+      return;
+    }
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+      for (int f = 0; f < Pack<T>::kSize; ++f) before.col[c].x[f] = T(0.f);
+    }
+  }
+  __device__ __forceinline__ Pack<T> tap(int64_t pos) const {
+    if (pos >= start) return x_row(pos);
+    Pack<T> value = before.col[0];
+#pragma unroll
+    for (int c = 1; c < kW - 1; ++c) {
+      if (c == pos - start + kW - 1) value = before.col[c];
+    }
+    return value;
+  }
+};
+
 // Any other chunk: sequence starts (taps from the cache line or zeros), a
 // sequence's first W-1 tokens spilling past the chunk, the decode kernel's
-// tokens that are not one-token sequences. One token at a time; the thread
-// that computes a sequence's first W-1 tokens writes its new cache line
-// after them.
-template <typename T, int kW, int kTok>
+// tokens that are not one-token sequences. The chunk's tokens go in runs,
+// one a sequence, each computed kSide tokens side by side (out and
+// normalise as convolve_chunk takes them; one token at a time stores
+// through store_column); the thread that computes a sequence's first W-1
+// tokens writes its new cache line after them.
+//
+// A sequence start is a short prefill's critical path (one warp a column
+// strip holds it). Its lookups go out together, once a run (the cache index
+// and the flag, then the old line); token by token, each with its own
+// lookups and loads, a run of four tokens was about ten dependent round
+// trips and four dependent chains of arithmetic.
+template <typename T, int kW, int kTok, int kSide, typename Taps>
 __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
-                                               const Column<T, kW>& col, int64_t t0,
-                                               const Sequence& first) {
-  constexpr int kVec = Pack<T>::kSize;
-  const T* x = static_cast<const T*>(p.x) + col.index * kVec;
+                                               const Column<T, kW>& col, const ColumnOut<T>& out,
+                                               bool normalise, int64_t t0, const Sequence& first,
+                                               Taps& taps) {
   T* const states = static_cast<T*>(p.states);
   const TokenRange range = chunk_tokens<kTok, kW>(p, t0, first);
   Sequence seq = first;
-  for (int64_t t = range.begin; t < range.end; ++t) {  // a bound uniform over the warp
+  for (int64_t t = range.begin; t < range.end;) {  // bounds uniform over the warp
     if (t >= seq.end || t < seq.start) seq = sequence_of(p, t, seq.index + 1);
-    const int64_t line = t - seq.start < kW - 1 ? cache_line(p, seq.index) : -1;
-    const bool prior = line >= 0 && has_initial_state(p, seq.index);
+    const int64_t run_end = std::min(range.end, seq.end);
+    // A run holds its sequence's first W-1 tokens only where it starts the
+    // sequence (chunk_tokens); then the line is this thread's to read and
+    // write.
+    const bool starts = t - seq.start < kW - 1;
+    const int64_t index = starts ? cache_index(p, seq.index) : -1;
+    const bool initial = starts && has_initial_state(p, seq.index);
+    const int64_t line = starts ? checked_line(p, index) : -1;
     T* const line_ptr = states + line * p.states_stride_line;
-    StateBlock<T, kW> old{};
-    if (prior) old = load_state<T, kW>(p, plan, line_ptr, col.index);
-    const Pack<T> y = convolve<T, kW>(p, col, [&](int j) {
-      const int64_t pos = t - (kW - 1) + j;
-      if (pos >= seq.start) return load_pack(x + pos * p.x_stride_row);
-      Pack<T> tap;
-#pragma unroll
-      for (int f = 0; f < kVec; ++f) tap.x[f] = T(0.f);
-#pragma unroll
-      for (int c = 0; c < kW - 1; ++c) {
-        if (prior && c == pos - seq.start + kW - 1) tap = old.col[c];
+    if (starts) taps.begin_sequence(seq.start, line >= 0 && initial ? line_ptr : nullptr);
+    // One token at a time (the decode kernel): convolve's taps one after
+    // another hold fewer registers than convolve_chunk's.
+    if constexpr (kSide == 1) {
+      for (; t < run_end; ++t) {
+        const Pack<T> y = convolve<T, kW>(p, col, [&](int j) { return taps.tap(t - (kW - 1) + j); });
+        float scale = 1.f;
+        if (p.prep.apply_l2norm) {
+          scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
+        }
+        if (col.stores) store_column(p, plan, col.index, t, y, scale);
       }
-      return tap;
-    });
-    float scale = 1.f;
-    if (p.prep.apply_l2norm) {
-      scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
+    } else {
+      for (; t < run_end; t += kSide) {
+        const int64_t t1 = t;
+        // The rows of tokens past the run (not stored) are its last row
+        // again: past the last token there is no row to read.
+        convolve_chunk<T, kW, kSide>(
+            p, plan, col, out, normalise, out.base + t1 * out.row_stride,
+            static_cast<int>(std::min<int64_t>(kSide, run_end - t1)), [&](int r) {
+              return taps.tap(std::min(t1 - (kW - 1) + r, run_end - 1));
+            });
+      }
     }
-    if (!col.stores) continue;
-    store_column(p, plan, col.index, t, y, scale);
-    // After the last of the sequence's first W-1 tokens (the last reader of
-    // the old line, and this thread's, as are all the others), the new line:
-    // the last W-1 columns of [old line | its x], bit for bit.
-    if (line < 0 || t != std::min(seq.end, seq.start + kW - 1) - 1) continue;
-    const int64_t n = seq.end - seq.start;
-    // The old columns are read again rather than kept from above: fewer
-    // registers live across the conv (W = 4 spilled), and only this thread
-    // writes them, below.
-    if (prior && n < kW - 1) old = load_state<T, kW>(p, plan, line_ptr, col.index);
+    t = run_end;
+    // After the last reader of the old line (this thread, above), the new
+    // one: the last W-1 columns of [old line | the sequence's x], bit for bit.
+    if (line < 0 || !col.stores) continue;
     StateBlock<T, kW> next;
 #pragma unroll
-    for (int c = 0; c < kW - 1; ++c) {
-      const int64_t pos = seq.end - (kW - 1) + c;
-      if (pos >= seq.start) {
-        next.col[c] = load_pack(x + pos * p.x_stride_row);
-      } else {
-#pragma unroll
-        for (int f = 0; f < kVec; ++f) next.col[c].x[f] = T(0.f);
-#pragma unroll
-        for (int cc = 0; cc < kW - 1; ++cc) {
-          if (prior && cc == c + n) next.col[c] = old.col[cc];
-        }
-      }
-    }
+    for (int c = 0; c < kW - 1; ++c) next.col[c] = taps.tap(seq.end - (kW - 1) + c);
     store_state<T, kW>(p, plan, line_ptr, col.index, next);
   }
 }

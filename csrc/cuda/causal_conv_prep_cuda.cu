@@ -45,74 +45,6 @@ namespace {
 using namespace conv;
 
 
-// A chunk whose kTok tokens all lie in one sequence, W-1 or more tokens past
-// its start (nearly every chunk of a prefill): every tap comes from x, and
-// each 16-byte pack of x is read once for the whole chunk.
-// row(r): x's row t0 - (W-1) + r of the column, r < kTok + W - 1. dst: token
-// t0's pack of the column's output, token t0 + u's at dst + u * out.row_stride.
-// normalise: some lane of the warp holds a q/k column to L2-normalise (a
-// warp of v columns skips the squares and the butterflies).
-template <typename T, int kW, int kTok, typename Row>
-__device__ __forceinline__ void interior_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
-                                               const Column<T, kW>& col, const ColumnOut<T>& out,
-                                               bool normalise, T* dst, const Row& row) {
-  constexpr int kVec = Pack<T>::kSize;
-  float w[kW][kVec];
-#pragma unroll
-  for (int j = 0; j < kW; ++j) col.taps(j, w[j]);
-  float acc[kTok][kVec];
-  col.taps(kW, acc[0]);  // the bias
-#pragma unroll
-  for (int u = 1; u < kTok; ++u) {
-#pragma unroll
-    for (int f = 0; f < kVec; ++f) acc[u][f] = acc[0][f];
-  }
-  // Row by row, each converted once and added to the tokens it is a tap of
-  // (row r is tap r - u of token u), so that each token's taps go in order
-  // with no more than one row converted at a time.
-#pragma unroll
-  for (int r = 0; r < kTok + kW - 1; ++r) {
-    float xs[kVec];
-    unpack_floats(row(r), xs);
-#pragma unroll
-    for (int u = 0; u < kTok; ++u) {
-      const int j = r - u;
-      if (j < 0 || j >= kW) continue;
-#pragma unroll
-      for (int f = 0; f < kVec; ++f) acc[u][f] = acc[u][f] + w[j][f] * xs[f];
-    }
-  }
-  // One branch for the chunk, not one per element.
-  if (p.silu) {
-#pragma unroll
-    for (int u = 0; u < kTok; ++u) {
-#pragma unroll
-      for (int f = 0; f < kVec; ++f) acc[u][f] = silu_for<T>(acc[u][f]);
-    }
-  }
-  if (!normalise) {
-    if (!col.stores) return;
-#pragma unroll
-    for (int u = 0; u < kTok; ++u, dst += out.row_stride) store_pack(dst, round_to<T>(acc[u]));
-    return;
-  }
-  // All the tokens' butterflies side by side; every lane takes part.
-  Pack<T> y[kTok];
-  float scale[kTok];
-#pragma unroll
-  for (int u = 0; u < kTok; ++u) {
-    y[u] = round_to<T>(acc[u]);
-    scale[u] = add_squares(y[u], 0.f);
-  }
-  group_sums(scale, 1 << plan.log2_lanes);
-  if (!col.stores) return;
-#pragma unroll
-  for (int u = 0; u < kTok; ++u, dst += out.row_stride) {
-    // A v lane of a mixed warp stores y * 1: y again, bit for bit.
-    store_pack(dst, scaled(y[u], out.normalised ? l2norm_scale(scale[u]) : 1.f));
-  }
-}
-
 // x's rows of one thread's column in a ring of kSlots shared-memory slots,
 // filled by asynchronous copies kAhead chunks ahead of the chunk being
 // computed. Rows are counted from the work item's first row (the halo rows
@@ -148,12 +80,66 @@ struct RowRing {
   __device__ __forceinline__ Pack<T> row(int g, int o) const {
     return load_pack(reinterpret_cast<const T*>(slot(g, o)));
   }
+  // Row r, any r >= -(W-1), as an address.
+  __device__ __forceinline__ T* row_at(int r) const {
+    return reinterpret_cast<T*>(base + (r & (kSlots - 1)) * kThreads);
+  }
+};
+
+// A boundary chunk's taps (boundary_chunk): the ring's rows from W-1 before
+// the chunk (row g of the work item) up to the end of the next chunk, both
+// complete (the caller waits for them), and x's rows past them, where a
+// sequence's first W-1 tokens spill out of the work item. The positions
+// before a sequence's start take its old line's columns in their slots:
+// every later reader of those slots as x rows is done (earlier runs), or
+// never reads them (a token whose taps reach before its sequence's start
+// is one of that sequence's first W-1, all computed in this run).
+template <typename T, int kW, typename Ring>
+struct RingTaps {
+  const Ring& ring;
+  const T* item_x;  // the work item's first row of the column
+  int64_t first;    // its token
+  int64_t stride;
+  int g, ring_end;  // ring rows [g - (W-1), ring_end) are there
+
+  const CausalConvPrepParams& p;
+  const PackedPlan& plan;
+  int column;
+
+  __device__ __forceinline__ void begin_sequence(int64_t start, const T* line) {
+    StateBlock<T, kW> before;
+    if (line != nullptr) {
+      before = load_state<T, kW>(p, plan, line, column);
+    } else {
+#pragma unroll
+      for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+        for (int f = 0; f < Pack<T>::kSize; ++f) before.col[c].x[f] = T(0.f);
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kW - 1; ++c) {
+      store_pack(ring.row_at(static_cast<int>(start - (kW - 1) + c - first)), before.col[c]);
+    }
+  }
+  __device__ __forceinline__ Pack<T> tap(int64_t pos) const {
+    const int64_t r = pos - first;
+    return r >= g - (kW - 1) && r < ring_end ? load_pack(ring.row_at(static_cast<int>(r)))
+                                             : load_pack(item_x + r * stride);
+  }
 };
 
 template <typename T, int kW, int kSlots>
 constexpr int64_t packed_smem_bytes() {
   return column_smem_bytes<T, kW>() + int64_t{kSlots} * kThreads * 16;
 }
+
+// A boundary chunk's runs go two tokens side by side. Four (the interior
+// chunk's kTok) put a second copy of the chunk's sums beside the loop's
+// state: in bf16 at W = 4 the kernel spilled 352 bytes, against 172 with
+// two (92 with one token at a time and each token's own loads, which made a
+// short prefill's critical path).
+constexpr int kBoundarySide = 2;
 
 // x's rows stream through a RowRing: a thread keeps kAhead chunks of rows
 // in flight while it computes, not one chunk's round trip at a time. Within
@@ -218,12 +204,17 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
           interior_to = static_cast<int>(std::clamp<int64_t>(seq.end - kTok - first, -1, rows));
         }
         if (g < interior_from || g > interior_to) {
-          boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq);
+          // Its rows and the next chunk's (where a sequence's first W-1
+          // tokens spill) from the ring; past the item, from x.
+          wait_async_copies<Ring::kAhead - 1>();
+          RingTaps<T, kW, Ring> taps{ring, item_x, first, stride, g, std::min(rows, g + 2 * kTok),
+                                     p, plan, col.index};
+          boundary_chunk<T, kW, kTok, kBoundarySide>(p, plan, col, out, normalise, t0, seq, taps);
           continue;
         }
       }
       wait_async_copies<Ring::kAhead>();  // this chunk's group and all before it
-      interior_chunk<T, kW, kTok>(p, plan, col, out, normalise, dst,
+      convolve_chunk<T, kW, kTok>(p, plan, col, out, normalise, dst, kTok,
                                   [&](int r) { return ring.row(g, r - (kW - 1)); });
     }
     // No copy of this item may land in a slot the next item fills.
