@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
         const ColumnOut<T> out = column_out<T>(p, plan, col.index);
         const bool normalise = __any_sync(kFullMask, out.normalised);  // l.single is the warp's
         const auto x_row = [&](int64_t pos) { return load_pack(x + pos * p.x_stride_row); };
-        RegisterTaps<T, kW, decltype(x_row)> taps{p, plan, col.index, x_row, 0, {}};
+        RegisterTaps<T, kW, decltype(x_row)> taps{x_row, 0, {}};
         boundary_chunk<T, kW, 1, 1>(p, plan, col, out, normalise, t, sequence_of(p, t, t), taps);
       }
       if (++t >= last) break;

@@ -205,6 +205,22 @@ __device__ __forceinline__ StateBlock<T, kW> load_state(const CausalConvPrepPara
   return s;
 }
 
+// A sequence's taps before its start for one pack of features: its old
+// line's columns, or zeros where it has none (line == nullptr).
+template <typename T, int kW>
+__device__ __forceinline__ StateBlock<T, kW> old_line_or_zeros(const CausalConvPrepParams& p,
+                                                               const PackedPlan& plan, const T* line,
+                                                               int column) {
+  if (line != nullptr) return load_state<T, kW>(p, plan, line, column);
+  StateBlock<T, kW> s;
+#pragma unroll
+  for (int c = 0; c < kW - 1; ++c) {
+#pragma unroll
+    for (int f = 0; f < Pack<T>::kSize; ++f) s.col[c].x[f] = T(0.f);
+  }
+  return s;
+}
+
 template <typename T, int kW>
 __device__ __forceinline__ void store_state(const CausalConvPrepParams& p, const PackedPlan& plan,
                                             T* line, int column, const StateBlock<T, kW>& s) {
@@ -555,31 +571,20 @@ __device__ __forceinline__ void convolve_chunk(const CausalConvPrepParams& p, co
 }
 
 // Where a boundary run's taps come from. tap(pos): the column's tap at
-// position pos; begin_sequence(start, line): from now on the W-1 positions
-// before `start` (a sequence's first token) are the columns of its old
-// cache line `line` (zeros for nullptr), not x. RegisterTaps holds them in
-// registers (the decode kernel); the prefill kernel writes them into its
-// ring of x rows (causal_conv_prep_cuda.cu).
+// position pos; begin_sequence(start, taps): from now on the W-1 positions
+// before `start` (a sequence's first token) hold `taps` (old_line_or_zeros),
+// not x. RegisterTaps holds them in registers (the decode kernel); the
+// prefill kernel writes them into its ring of x rows
+// (causal_conv_prep_cuda.cu).
 template <typename T, int kW, typename XRow>
 struct RegisterTaps {
-  const CausalConvPrepParams& p;
-  const PackedPlan& plan;
-  int column;
   const XRow& x_row;  // x_row(pos): x's row pos of the column
   int64_t start;
   StateBlock<T, kW> before;
 
-  __device__ __forceinline__ void begin_sequence(int64_t s, const T* line) {
+  __device__ __forceinline__ void begin_sequence(int64_t s, const StateBlock<T, kW>& taps) {
     start = s;
-    if (line != nullptr) {
-      before = load_state<T, kW>(p, plan, line, column);
-      return;
-    }
-#pragma unroll
-    for (int c = 0; c < kW - 1; ++c) {
-#pragma unroll
-      for (int f = 0; f < Pack<T>::kSize; ++f) before.col[c].x[f] = T(0.f);
-    }
+    before = taps;
   }
   __device__ __forceinline__ Pack<T> tap(int64_t pos) const {
     if (pos >= start) return x_row(pos);
@@ -624,7 +629,10 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
     const bool initial = starts && has_initial_state(p, seq.index);
     const int64_t line = starts ? checked_line(p, index) : -1;
     T* const line_ptr = states + line * p.states_stride_line;
-    if (starts) taps.begin_sequence(seq.start, line >= 0 && initial ? line_ptr : nullptr);
+    if (starts) {
+      const T* const old_line = line >= 0 && initial ? line_ptr : nullptr;
+      taps.begin_sequence(seq.start, old_line_or_zeros<T, kW>(p, plan, old_line, col.index));
+    }
     // One token at a time (the decode kernel): convolve's taps one after
     // another hold fewer registers than convolve_chunk's.
     if constexpr (kSide == 1) {

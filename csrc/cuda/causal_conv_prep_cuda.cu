@@ -102,21 +102,7 @@ struct RingTaps {
   int64_t stride;
   int g, ring_end;  // ring rows [g - (W-1), ring_end) are there
 
-  const CausalConvPrepParams& p;
-  const PackedPlan& plan;
-  int column;
-
-  __device__ __forceinline__ void begin_sequence(int64_t start, const T* line) {
-    StateBlock<T, kW> before;
-    if (line != nullptr) {
-      before = load_state<T, kW>(p, plan, line, column);
-    } else {
-#pragma unroll
-      for (int c = 0; c < kW - 1; ++c) {
-#pragma unroll
-        for (int f = 0; f < Pack<T>::kSize; ++f) before.col[c].x[f] = T(0.f);
-      }
-    }
+  __device__ __forceinline__ void begin_sequence(int64_t start, const StateBlock<T, kW>& before) {
 #pragma unroll
     for (int c = 0; c < kW - 1; ++c) {
       store_pack(ring.row_at(static_cast<int>(start - (kW - 1) + c - first)), before.col[c]);
@@ -207,8 +193,7 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
           // Its rows and the next chunk's (where a sequence's first W-1
           // tokens spill) from the ring; past the item, from x.
           wait_async_copies<Ring::kAhead - 1>();
-          RingTaps<T, kW, Ring> taps{ring, item_x, first, stride, g, std::min(rows, g + 2 * kTok),
-                                     p, plan, col.index};
+          RingTaps<T, kW, Ring> taps{ring, item_x, first, stride, g, std::min(rows, g + 2 * kTok)};
           boundary_chunk<T, kW, kTok, kBoundarySide>(p, plan, col, out, normalise, t0, seq, taps);
           continue;
         }
