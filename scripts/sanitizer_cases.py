@@ -3,9 +3,9 @@ compute-sanitizer tool: L that is no multiple of any block size, K and V
 that are no multiple of the 16-byte vector width, channel-first and other
 strided layouts, both flags, for the CUDA and Triton kernels of op 1; for
 op 2, batches with empty and short sequences, pad slots and out-of-range
-cache lines, both cache layouts and decode. Results are checked on the CPU
-against the float64 reference, so the only GPU kernels are the ops' and the
-copies.
+cache lines, both cache layouts, weights in float32 and in x's dtype, and
+decode. Results are checked on the CPU against the float64 reference, so
+the only GPU kernels are the ops' and the copies.
 
     python scripts/sanitizer_cases.py [--quick]
 """
@@ -37,6 +37,9 @@ DTYPES = [torch.bfloat16, torch.float32]
 CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2]),
                 ([1, 0, 2, 1], [3, 1, 0, 5]), ([500, 300], [1, 2])]
 CONV_SHAPES = [(4, 8, 64, 64), (1, 64, 8, 8), (3, 5, 36, 20)]
+# The conv's weight and bias: float32, or bf16 as x (the packed kernels read
+# those as packs, in kernels of their own).
+CONV_WEIGHTS = [torch.float32, torch.bfloat16]
 
 
 def main():
@@ -54,12 +57,13 @@ def main():
         host = Inputs.of(*(t.cpu() for t in x.args()[:5]), x.H, x.K, x.V)
         check_against_reference([o.cpu() for o in out], host, *flags)
         cases += 1
-    for backend, (lengths, lines), shape, x_layout, state_layout in itertools.product(
-            backends, CONV_BATCHES, CONV_SHAPES, ["row_major", "channel_first"], ["dnw", "wd"]):
+    for backend, (lengths, lines), shape, x_layout, state_layout, weight_dtype in itertools.product(
+            backends, CONV_BATCHES, CONV_SHAPES, ["row_major", "channel_first"], ["dnw", "wd"],
+            CONV_WEIGHTS):
         if quick and (shape == CONV_SHAPES[-1] or x_layout != "row_major"):
             continue
         c = ConvInputs(lengths, *shape, 4, torch.bfloat16, "cuda", x_layout=x_layout,
-                       state_layout=state_layout, lines=lines,
+                       state_layout=state_layout, lines=lines, weight_dtype=weight_dtype,
                        initial=[i % 3 != 1 for i in range(len(lengths))], num_lines=6)
         states = c.fresh_states()
         out = gdn_ext.causal_conv1d_post_conv_prep(*c.args(states), backend=backend)

@@ -33,7 +33,12 @@ def batches(W):
 
 
 def cases(backend):
+    """The conv's weight and bias are float32, and on a GPU also in x's dtype
+    as checkpoints hold them ("like_x"; the same as float32 for float32 x):
+    the CUDA backend's packed kernels read those as packs, without a dtype
+    switch, in kernels of their own."""
     interpreted = backend == "triton" and INTERPRET
+    weights = ("f32",)
     if interpreted:
         shapes, dtypes, names = SMALL_SHAPES[1:], (torch.bfloat16, torch.float32), ("B3",)
     elif backend in ("cpu", "reference"):
@@ -41,9 +46,13 @@ def cases(backend):
                                  ("B1", "B3", "B17", "B8_decode"))
     else:
         shapes, dtypes, names = SHAPES, DTYPES, ("B1", "B3", "B17", "B8_decode")
-    for shape, W, dtype, name in itertools.product(shapes, WIDTHS, dtypes, names):
-        yield pytest.param(backend, shape, W, dtype, name,
-                           id=f"{backend}-{'x'.join(map(str, shape))}-W{W}-{str(dtype)[6:]}-{name}")
+        weights = ("f32", "like_x")
+    for shape, W, dtype, name, weight in itertools.product(shapes, WIDTHS, dtypes, names, weights):
+        if weight == "like_x" and dtype == torch.float32:
+            continue
+        yield pytest.param(backend, shape, W, dtype, name, weight,
+                           id=f"{backend}-{'x'.join(map(str, shape))}-W{W}-{str(dtype)[6:]}-{name}"
+                              f"-{weight}")
 
 
 def run(inputs, backend, states, **kw):
@@ -51,11 +60,12 @@ def run(inputs, backend, states, **kw):
                                                              backend=backend), inputs)
 
 
-@pytest.mark.parametrize("backend,shape,W,dtype,batch",
+@pytest.mark.parametrize("backend,shape,W,dtype,batch,weights",
                          [c for b in ("cuda", "triton", "cpu") for c in cases(b)])
-def test_matches_reference(backend, shape, W, dtype, batch):
+def test_matches_reference(backend, shape, W, dtype, batch, weights):
     device = device_for(backend)
-    inputs = ConvInputs(batches(W)[batch], *shape, W, dtype, device)
+    weight_dtype = dtype if weights == "like_x" else torch.float32
+    inputs = ConvInputs(batches(W)[batch], *shape, W, dtype, device, weight_dtype=weight_dtype)
     states = inputs.fresh_states()
     out = run(inputs, backend, states)
     check_conv_against_reference(out, states, inputs, inputs.conv_states)
@@ -75,14 +85,15 @@ def test_small_ring_matches_reference():
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16], ids=["f32", "like_x"])
 @pytest.mark.parametrize("shape", [(16, 32, 128, 128), (2, 6, 128, 128)], ids=["16x32", "2x6"])
-def test_long_prefill_matches_reference(shape):
+def test_long_prefill_matches_reference(shape, weight_dtype):
     """A prefill of 4,200 tokens in two sequences. On an H100 or H200 the CUDA
     kernel's gate blocks outnumber its conv blocks at (16,32), so they go
     behind them, and they stay in front at (2,6): both orders of the grid,
     against the reference."""
     device = device_for("cuda")
-    inputs = ConvInputs([3000, 1200], *shape, 4, torch.bfloat16, device)
+    inputs = ConvInputs([3000, 1200], *shape, 4, torch.bfloat16, device, weight_dtype=weight_dtype)
     states = inputs.fresh_states()
     out = run(inputs, "cuda", states)
     check_conv_against_reference(out, states, inputs, inputs.conv_states)

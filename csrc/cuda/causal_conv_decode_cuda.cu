@@ -56,6 +56,18 @@ __device__ __forceinline__ bool one_token_sequence(const CausalConvPrepParams& p
   return tok.t < p.B && tok.start == tok.t && tok.end == tok.t + 1;
 }
 
+// Token t's conv output y of the column, L2-normalised over the head's lanes
+// where it goes to q or k (every lane takes part in the sums).
+template <typename T, int kW>
+__device__ __forceinline__ void store_token(const CausalConvPrepParams& p, const PackedPlan& plan,
+                                            const Column<T, kW>& col, int64_t t, const Pack<T>& y) {
+  float scale = 1.f;
+  if (p.prep.apply_l2norm) {
+    scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
+  }
+  if (col.stores) store_column(p, plan, col.index, t, y, scale);
+}
+
 // Token t, a one-token sequence: taps 0..W-2 are the old line's columns (or
 // zeros without a prior state), tap W-1 is x; then the line moves one column
 // left and takes x. The same sums in the same order as boundary_chunk.
@@ -70,13 +82,8 @@ __device__ __forceinline__ void one_token(const CausalConvPrepParams& p, const P
   const Pack<T> y = convolve<T, kW>(p, col, [&](int j) {
     return j == kW - 1 ? tok.x : prior ? tok.old.col[j] : zero;
   });
-  float scale = 1.f;
-  if (p.prep.apply_l2norm) {
-    scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
-  }
-  if (!col.stores) return;
-  store_column(p, plan, col.index, tok.t, y, scale);
-  if (line < 0) return;
+  store_token(p, plan, col, tok.t, y);
+  if (line < 0 || !col.stores) return;
   StateBlock<T, kW> next;
 #pragma unroll
   for (int c = 0; c < kW - 1; ++c) {
@@ -135,12 +142,18 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
       if (t + 1 < last) next = load_token<T, kW>(p, x, t + 1);
       if (l.single) {
         one_token(p, plan, col, tok, l.line, l.prior);
-      } else {
-        const ColumnOut<T> out = column_out<T>(p, plan, col.index);
-        const bool normalise = __any_sync(kFullMask, out.normalised);  // l.single is the warp's
+      } else {  // l.single is the warp's
         const auto x_row = [&](int64_t pos) { return load_pack(x + pos * p.x_stride_row); };
         RegisterTaps<T, kW, decltype(x_row)> taps{x_row, 0, {}};
-        boundary_chunk<T, kW, 1, 1>(p, plan, col, out, normalise, t, sequence_of(p, t, t), taps);
+        // One token at a time: convolve's taps one after another hold fewer
+        // registers than convolve_chunk's.
+        const auto one_by_one = [&](int64_t u, int64_t end) {
+          for (; u < end; ++u) {
+            const auto tap = [&](int j) { return taps.tap(u - (kW - 1) + j); };
+            store_token(p, plan, col, u, convolve<T, kW>(p, col, tap));
+          }
+        };
+        boundary_chunk<T, kW, 1>(p, plan, col, t, sequence_of(p, t, t), taps, one_by_one);
       }
       if (++t >= last) break;
       tok = next;

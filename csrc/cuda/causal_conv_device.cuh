@@ -354,8 +354,10 @@ __device__ __forceinline__ void for_each_work_item(const CausalConvPrepParams& p
 //   kPackedLikeX: weight [D, W] contiguous and bias contiguous (or absent),
 //     16-byte aligned, both in x's dtype (as checkpoints hold them): kW packs
 //     and one a column, converted in straight-line code. kAny's conversion
-//     is a branch an element and holds float32-sized loads; in a decode
-//     token it was a quarter of the instructions (benchmarks/NOTES.md).
+//     is a branch an element and holds float32-sized loads: in a decode
+//     token it was a quarter of the instructions, and in the prefill kernel
+//     its registers spilled 172 bytes where kPackedLikeX spills none (H200:
+//     a prefill 1-20% slower; benchmarks/NOTES.md).
 enum class ColumnSource { kAny, kPackedLikeX };
 
 // A column's weights and bias, loaded and not yet converted (kAny: packed
@@ -600,21 +602,22 @@ struct RegisterTaps {
 // Any other chunk: sequence starts (taps from the cache line or zeros), a
 // sequence's first W-1 tokens spilling past the chunk, the decode kernel's
 // tokens that are not one-token sequences. The chunk's tokens go in runs,
-// one a sequence, each computed kSide tokens side by side (out and
-// normalise as convolve_chunk takes them; one token at a time stores
-// through store_column); the thread that computes a sequence's first W-1
-// tokens writes its new cache line after them.
+// one a sequence; compute_run(t, end) computes and stores tokens [t, end)
+// of the column from `taps` (the prefill kernel two side by side, the decode
+// kernel one at a time: each kernel's registers decide). The thread that
+// computes a sequence's first W-1 tokens writes its new cache line after
+// them.
 //
 // A sequence start is a short prefill's critical path (one warp a column
 // strip holds it). Its lookups go out together, once a run (the cache index
 // and the flag, then the old line); token by token, each with its own
 // lookups and loads, a run of four tokens was about ten dependent round
 // trips and four dependent chains of arithmetic.
-template <typename T, int kW, int kTok, int kSide, typename Taps>
+template <typename T, int kW, int kTok, typename Taps, typename ComputeRun>
 __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, const PackedPlan& plan,
-                                               const Column<T, kW>& col, const ColumnOut<T>& out,
-                                               bool normalise, int64_t t0, const Sequence& first,
-                                               Taps& taps) {
+                                               const Column<T, kW>& col, int64_t t0,
+                                               const Sequence& first, Taps& taps,
+                                               const ComputeRun& compute_run) {
   T* const states = static_cast<T*>(p.states);
   const TokenRange range = chunk_tokens<kTok, kW>(p, t0, first);
   Sequence seq = first;
@@ -633,29 +636,7 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
       const T* const old_line = line >= 0 && initial ? line_ptr : nullptr;
       taps.begin_sequence(seq.start, old_line_or_zeros<T, kW>(p, plan, old_line, col.index));
     }
-    // One token at a time (the decode kernel): convolve's taps one after
-    // another hold fewer registers than convolve_chunk's.
-    if constexpr (kSide == 1) {
-      for (; t < run_end; ++t) {
-        const Pack<T> y = convolve<T, kW>(p, col, [&](int j) { return taps.tap(t - (kW - 1) + j); });
-        float scale = 1.f;
-        if (p.prep.apply_l2norm) {
-          scale = l2norm_scale(group_sum(add_squares(y, 0.f), 1 << plan.log2_lanes));
-        }
-        if (col.stores) store_column(p, plan, col.index, t, y, scale);
-      }
-    } else {
-      for (; t < run_end; t += kSide) {
-        const int64_t t1 = t;
-        // The rows of tokens past the run (not stored) are its last row
-        // again: past the last token there is no row to read.
-        convolve_chunk<T, kW, kSide>(
-            p, plan, col, out, normalise, out.base + t1 * out.row_stride,
-            static_cast<int>(std::min<int64_t>(kSide, run_end - t1)), [&](int r) {
-              return taps.tap(std::min(t1 - (kW - 1) + r, run_end - 1));
-            });
-      }
-    }
+    compute_run(t, run_end);
     t = run_end;
     // After the last reader of the old line (this thread, above), the new
     // one: the last W-1 columns of [old line | the sequence's x], bit for bit.

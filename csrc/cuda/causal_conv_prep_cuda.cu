@@ -122,9 +122,10 @@ constexpr int64_t packed_smem_bytes() {
 
 // A boundary chunk's runs go two tokens side by side. Four (the interior
 // chunk's kTok) put a second copy of the chunk's sums beside the loop's
-// state: in bf16 at W = 4 the kernel spilled 352 bytes, against 172 with
-// two (92 with one token at a time and each token's own loads, which made a
-// short prefill's critical path).
+// state: in bf16 at W = 4 the kernel for weights like x spills 76 bytes,
+// against none with two (the kAny kernel: 352 against 172; 92 with one
+// token at a time and each token's own loads, which made a short prefill's
+// critical path).
 constexpr int kBoundarySide = 2;
 
 // x's rows stream through a RowRing: a thread keeps kAhead chunks of rows
@@ -132,7 +133,7 @@ constexpr int kBoundarySide = 2;
 // a work item (at most kMaxChunksPerItem chunks) rows are ints and the
 // addresses of x and of the outputs step by a stride a row, so that a chunk
 // spends its instructions on the conv, not on 64-bit index arithmetic.
-template <typename T, int kW, int kTok, int kSlots>
+template <typename T, int kW, int kTok, int kSlots, ColumnSource kSource>
 __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     packed_kernel(const CausalConvPrepParams p, const PackedPlan plan) {
   extern __shared__ float4 column_smem[];
@@ -170,8 +171,8 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     }
 #pragma unroll
     for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk();
-    // Once for all its chunks: kAny, one kernel for every dtype of weights.
-    load_column(p, plan, col, issue_column_loads<T, kW, ColumnSource::kAny>(p, plan, col));
+    // Once for all its chunks.
+    load_column(p, plan, col, issue_column_loads<T, kW, kSource>(p, plan, col));
     const ColumnOut<T> out = column_out<T>(p, plan, col.index);
     const bool normalise = __any_sync(kFullMask, out.normalised);
     T* dst = out.base + first * out.row_stride;
@@ -194,7 +195,17 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
           // tokens spill) from the ring; past the item, from x.
           wait_async_copies<Ring::kAhead - 1>();
           RingTaps<T, kW, Ring> taps{ring, item_x, first, stride, g, std::min(rows, g + 2 * kTok)};
-          boundary_chunk<T, kW, kTok, kBoundarySide>(p, plan, col, out, normalise, t0, seq, taps);
+          boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq, taps, [&](int64_t t, int64_t end) {
+            for (; t < end; t += kBoundarySide) {
+              const int64_t t1 = t;
+              // The rows of tokens past the run (not stored) are its last
+              // row again: past the last token there is no row to read.
+              convolve_chunk<T, kW, kBoundarySide>(
+                  p, plan, col, out, normalise, out.base + t1 * out.row_stride,
+                  static_cast<int>(std::min<int64_t>(kBoundarySide, end - t1)),
+                  [&](int r) { return taps.tap(std::min(t1 - (kW - 1) + r, end - 1)); });
+            }
+          });
           continue;
         }
       }
@@ -354,26 +365,35 @@ void plan_work(PackedPlan& plan, int64_t L, int64_t tokens_per_chunk, int blocks
 // (the 8-slot kernel is compiled only where 16 slots pass
 // kSmallSmemPerBlock). Returns false where neither fits: the strided kernel
 // runs.
-template <typename T, int kW>
-bool launch_prefill(const LaunchTarget& target, const CausalConvPrepParams& p, PackedPlan plan) {
+template <typename T, int kW, ColumnSource kSource>
+bool launch_prefill_from(const LaunchTarget& target, const CausalConvPrepParams& p,
+                         PackedPlan plan) {
   constexpr int kTok = 4, kSmallTok = 2;
   constexpr bool kHasSmallRing = packed_smem_bytes<T, kW, 16>() > kSmallSmemPerBlock;
   const int64_t limit = max_dynamic_smem_per_block(target.device);
   if (packed_smem_bytes<T, kW, 16>() <= limit && !(kHasSmallRing && small_ring_forced())) {
     plan_work(plan, p.prep.L, kTok, kPrefillBlocksPerSM, target.device);
-    launch<packed_kernel<T, kW, kTok, 16>>(blocks_for(packed_blocks(plan)),
-                                           packed_smem_bytes<T, kW, 16>(), target, p, plan);
+    launch<packed_kernel<T, kW, kTok, 16, kSource>>(
+        blocks_for(packed_blocks(plan)), packed_smem_bytes<T, kW, 16>(), target, p, plan);
     return true;
   }
   if constexpr (kHasSmallRing) {
     if (packed_smem_bytes<T, kW, 8>() <= limit) {
       plan_work(plan, p.prep.L, kSmallTok, kPrefillBlocksPerSM, target.device);
-      launch<packed_kernel<T, kW, kSmallTok, 8>>(blocks_for(packed_blocks(plan)),
-                                                 packed_smem_bytes<T, kW, 8>(), target, p, plan);
+      launch<packed_kernel<T, kW, kSmallTok, 8, kSource>>(
+          blocks_for(packed_blocks(plan)), packed_smem_bytes<T, kW, 8>(), target, p, plan);
       return true;
     }
   }
   return false;
+}
+
+template <typename T, int kW>
+bool launch_prefill(const LaunchTarget& target, const CausalConvPrepParams& p,
+                    const PackedPlan& plan, ColumnSource source) {
+  return source == ColumnSource::kPackedLikeX
+             ? launch_prefill_from<T, kW, ColumnSource::kPackedLikeX>(target, p, plan)
+             : launch_prefill_from<T, kW, ColumnSource::kAny>(target, p, plan);
 }
 
 bool aligned_to(int64_t elements, int64_t element_bytes, int64_t bytes) {
@@ -416,21 +436,21 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   plan.bias_packed = p.bias.data != nullptr && p.bias.stride0 == 1 && aligned16(p.bias.data) &&
                      aligned_to(kVec, element_bytes(p.bias.kind), 16);
 
+  const bool like_x = plan.weight_packed && p.weight.kind == kind_of<T>() &&
+                      (p.bias.data == nullptr || (plan.bias_packed && p.bias.kind == kind_of<T>()));
+  const ColumnSource source = like_x ? ColumnSource::kPackedLikeX : ColumnSource::kAny;
+
   // Decode-shaped calls (about one token per sequence) take the decode
   // kernel, one token a thread; the others the prefill kernel.
   if (q.L <= 2 * p.B) {
-    const bool like_x = plan.weight_packed && p.weight.kind == kind_of<T>() &&
-                        (p.bias.data == nullptr ||
-                         (plan.bias_packed && p.bias.kind == kind_of<T>()));
-    const ColumnSource source = like_x ? ColumnSource::kPackedLikeX : ColumnSource::kAny;
     plan_work(plan, q.L, 1, kDecodeBlocksPerSM, target.device);
     launch_decode<T>(p, plan, source, target);
     return true;
   }
   switch (p.W) {
-    case 2: return launch_prefill<T, 2>(target, p, plan);
-    case 3: return launch_prefill<T, 3>(target, p, plan);
-    default: return launch_prefill<T, 4>(target, p, plan);
+    case 2: return launch_prefill<T, 2>(target, p, plan, source);
+    case 3: return launch_prefill<T, 3>(target, p, plan, source);
+    default: return launch_prefill<T, 4>(target, p, plan, source);
   }
 }
 
