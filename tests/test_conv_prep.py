@@ -32,11 +32,23 @@ def batches(W):
             "B8_decode": [1, 0, 2, 1, W - 1, 1, 1, 0]}
 
 
+# The conv's weight and bias: float32, or in x's dtype as checkpoints hold
+# them (the CUDA backend's packed kernels read those as packs, without a
+# dtype switch, in kernels of their own), with a bias or without.
+WEIGHTS = {"f32": {}, "like_x": {"like_x": True}, "like_x_no_bias": {"like_x": True, "bias": False}}
+
+
+def weight_kwargs(weights, dtype):
+    """ConvInputs keyword arguments for WEIGHTS[weights], x in dtype."""
+    kwargs = dict(WEIGHTS[weights])
+    if kwargs.pop("like_x", False):
+        kwargs["weight_dtype"] = dtype
+    return kwargs
+
+
 def cases(backend):
     """The conv's weight and bias are float32, and on a GPU also in x's dtype
-    as checkpoints hold them ("like_x"; the same as float32 for float32 x):
-    the CUDA backend's packed kernels read those as packs, without a dtype
-    switch, in kernels of their own."""
+    ("like_x"; the same as float32 for float32 x)."""
     interpreted = backend == "triton" and INTERPRET
     weights = ("f32",)
     if interpreted:
@@ -64,8 +76,8 @@ def run(inputs, backend, states, **kw):
                          [c for b in ("cuda", "triton", "cpu") for c in cases(b)])
 def test_matches_reference(backend, shape, W, dtype, batch, weights):
     device = device_for(backend)
-    weight_dtype = dtype if weights == "like_x" else torch.float32
-    inputs = ConvInputs(batches(W)[batch], *shape, W, dtype, device, weight_dtype=weight_dtype)
+    inputs = ConvInputs(batches(W)[batch], *shape, W, dtype, device,
+                        **weight_kwargs(weights, dtype))
     states = inputs.fresh_states()
     out = run(inputs, backend, states)
     check_conv_against_reference(out, states, inputs, inputs.conv_states)
@@ -144,12 +156,6 @@ def test_flags(backend, silu, flags):
     check_conv_against_reference(out, states, inputs, inputs.conv_states, *flags, silu=silu)
 
 
-# The conv's weight and bias: float32, or in x's dtype as checkpoints hold
-# them (the CUDA decode kernel reads those packed, without a dtype switch),
-# with a bias or without.
-WEIGHTS = {"f32": {}, "like_x": {"like_x": True}, "like_x_no_bias": {"like_x": True, "bias": False}}
-
-
 @pytest.mark.parametrize("weights", list(WEIGHTS))
 @pytest.mark.parametrize("batch", [1, 8, 33])
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -160,10 +166,8 @@ def test_decode_steps(backend, batch, weights):
     shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (16, 32, 128, 128)
     dtypes = (torch.bfloat16, torch.float32) + ((torch.float16,) if weights != "f32" else ())
     for dtype in dtypes:
-        kwargs = dict(WEIGHTS[weights])
-        if kwargs.pop("like_x", False):
-            kwargs["weight_dtype"] = dtype
-        inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all", **kwargs)
+        inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all",
+                            **weight_kwargs(weights, dtype))
         states = inputs.fresh_states()
         for _ in range(5):
             before = states.clone()

@@ -56,6 +56,30 @@ __device__ __forceinline__ bool one_token_sequence(const CausalConvPrepParams& p
   return tok.t < p.B && tok.start == tok.t && tok.end == tok.t + 1;
 }
 
+// A boundary run's taps (boundary_chunk) for a kernel without a ring of
+// rows: x's rows from memory, and the W-1 positions before a sequence's
+// start from its old line's columns, held in registers.
+template <typename T, int kW, typename XRow>
+struct RegisterTaps {
+  const XRow& x_row;  // x_row(pos): x's row pos of the column
+  int64_t start;
+  StateBlock<T, kW> before;
+
+  __device__ __forceinline__ void begin_sequence(int64_t s, const StateBlock<T, kW>& taps) {
+    start = s;
+    before = taps;
+  }
+  __device__ __forceinline__ Pack<T> tap(int64_t pos) const {
+    if (pos >= start) return x_row(pos);
+    Pack<T> value = before.col[0];
+#pragma unroll
+    for (int c = 1; c < kW - 1; ++c) {
+      if (c == pos - start + kW - 1) value = before.col[c];
+    }
+    return value;
+  }
+};
+
 // Token t's conv output y of the column, L2-normalised over the head's lanes
 // where it goes to q or k (every lane takes part in the sums).
 template <typename T, int kW>

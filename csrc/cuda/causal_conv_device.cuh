@@ -572,33 +572,6 @@ __device__ __forceinline__ void convolve_chunk(const CausalConvPrepParams& p, co
   }
 }
 
-// Where a boundary run's taps come from. tap(pos): the column's tap at
-// position pos; begin_sequence(start, taps): from now on the W-1 positions
-// before `start` (a sequence's first token) hold `taps` (old_line_or_zeros),
-// not x. RegisterTaps holds them in registers (the decode kernel); the
-// prefill kernel writes them into its ring of x rows
-// (causal_conv_prep_cuda.cu).
-template <typename T, int kW, typename XRow>
-struct RegisterTaps {
-  const XRow& x_row;  // x_row(pos): x's row pos of the column
-  int64_t start;
-  StateBlock<T, kW> before;
-
-  __device__ __forceinline__ void begin_sequence(int64_t s, const StateBlock<T, kW>& taps) {
-    start = s;
-    before = taps;
-  }
-  __device__ __forceinline__ Pack<T> tap(int64_t pos) const {
-    if (pos >= start) return x_row(pos);
-    Pack<T> value = before.col[0];
-#pragma unroll
-    for (int c = 1; c < kW - 1; ++c) {
-      if (c == pos - start + kW - 1) value = before.col[c];
-    }
-    return value;
-  }
-};
-
 // Any other chunk: sequence starts (taps from the cache line or zeros), a
 // sequence's first W-1 tokens spilling past the chunk, the decode kernel's
 // tokens that are not one-token sequences. The chunk's tokens go in runs,
@@ -606,7 +579,12 @@ struct RegisterTaps {
 // of the column from `taps` (the prefill kernel two side by side, the decode
 // kernel one at a time: each kernel's registers decide). The thread that
 // computes a sequence's first W-1 tokens writes its new cache line after
-// them.
+// them. Where the taps come from is the kernel's: taps.tap(pos) is the
+// column's tap at position pos; taps.begin_sequence(start, before): from
+// now on the W-1 positions before `start` (a sequence's first token) hold
+// `before` (old_line_or_zeros), not x. The prefill kernel writes them into
+// its ring of x rows (RingTaps), the decode kernel holds them in registers
+// (RegisterTaps).
 //
 // A sequence start is a short prefill's critical path (one warp a column
 // strip holds it). Its lookups go out together, once a run (the cache index
