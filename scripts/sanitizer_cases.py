@@ -31,11 +31,14 @@ DTYPES = [torch.bfloat16, torch.float32]
 # Op 2: (sequence lengths, cache lines): empty and shorter-than-the-conv
 # sequences, a pad slot and lines past the cache; pure decode; a
 # decode-shaped call (T <= 2B) with an empty and a two-token sequence, which
-# the decode kernel hands to its general path; and a prefill of 800 tokens,
-# where at (1,64,8,8) the prefill kernel's gate blocks outnumber its conv
-# blocks and go behind them. The last shape takes the strided kernel.
+# the decode kernel hands to its general path; a decode step of 2,000
+# sequences (distinct lines), whose decode work items take several tokens
+# each (3-4 on 132 SMs); and a prefill of 800 tokens, where at (1,64,8,8)
+# the prefill kernel's gate blocks outnumber its conv blocks and go behind
+# them. The last shape takes the strided kernel.
 CONV_BATCHES = [([0, 1, 2, 37, 3], [4, PAD, 0, 9, 2]), ([1] * 5, [5, 1, PAD, 3, -2]),
-                ([1, 0, 2, 1], [3, 1, 0, 5]), ([500, 300], [1, 2])]
+                ([1, 0, 2, 1], [3, 1, 0, 5]), ([1] * 1000 + [0] + [1] * 998 + [2], "permuted"),
+                ([500, 300], [1, 2])]
 CONV_SHAPES = [(4, 8, 64, 64), (1, 64, 8, 8), (3, 5, 36, 20)]
 # The conv's weight and bias: float32, or bf16 as x (the packed kernels read
 # those as packs, in kernels of their own).
@@ -64,7 +67,8 @@ def main():
             continue
         c = ConvInputs(lengths, *shape, 4, torch.bfloat16, "cuda", x_layout=x_layout,
                        state_layout=state_layout, lines=lines, weight_dtype=weight_dtype,
-                       initial=[i % 3 != 1 for i in range(len(lengths))], num_lines=6)
+                       initial=[i % 3 != 1 for i in range(len(lengths))],
+                       num_lines=6 if isinstance(lines, list) else len(lengths) + 3)
         states = c.fresh_states()
         out = gdn_ext.causal_conv1d_post_conv_prep(*c.args(states), backend=backend)
         host = ConvInputs.__new__(ConvInputs)

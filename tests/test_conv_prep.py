@@ -176,6 +176,36 @@ def test_decode_steps(backend, batch, weights):
             inputs.x = torch.randn_like(inputs.x)
 
 
+@pytest.mark.parametrize("W", WIDTHS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
+@pytest.mark.parametrize("state_layout", ["dnw", "wd", "strided"])
+@pytest.mark.parametrize("shape,batch", [((16, 32, 128, 128), 1100), ((2, 6, 128, 128), 16384)],
+                         ids=["16x32-B1100", "2x6-B16384"])
+def test_large_decode_batch(shape, batch, state_layout, dtype, W):
+    """A decode step of many sequences, so that the CUDA decode kernel's work
+    items take many tokens each (17 and 39 on a GPU of 132 SMs; the other
+    decode tests have items of one token), each token's lookups on their
+    way while the one before it computes. Mostly one-token sequences, with empty,
+    two- and three-token ones (the boundary path between them), pad slots,
+    lines out of range and mixed prior states, in each cache layout."""
+    device = device_for("cuda")
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    u = torch.rand(batch, generator=gen)
+    lengths = torch.ones(batch, dtype=torch.int64)
+    lengths[u < 0.02], lengths[(u >= 0.02) & (u < 0.04)], lengths[(u >= 0.04) & (u < 0.05)] = 0, 2, 3
+    num_lines = batch + 3
+    lines = torch.randperm(num_lines, generator=gen)[:batch]
+    v = torch.rand(batch, generator=gen)
+    lines[v < 0.03], lines[(v >= 0.03) & (v < 0.05)] = PAD, num_lines + 5
+    inputs = ConvInputs(lengths.tolist(), *shape, W, dtype, device,
+                        state_layout=state_layout, lines=lines.tolist(), num_lines=num_lines,
+                        weight_dtype=dtype, gen=gen)
+    assert inputs.T <= 2 * inputs.B  # the decode kernel's calls
+    states = inputs.fresh_states()
+    out = run(inputs, "cuda", states)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("split", [1, 2, 3, 5, 64])
 def test_prefill_then_decode_equals_one_call(backend, split):

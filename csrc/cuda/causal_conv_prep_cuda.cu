@@ -407,11 +407,13 @@ bool try_launch_packed(const CausalConvPrepParams& p, const LaunchTarget& target
   constexpr int64_t kBytes = sizeof(T);
   const PostConvPrepParams& q = p.prep;
   const int64_t head_columns = q.K / kVec;
+  // The packed kernels' offsets within a row of x and within a cache line
+  // ([N, D, W-1]: a column's packs at column * (W-1) * kVec) are 32-bit.
   if (p.x_stride_feat != 1 || !aligned16(p.x) ||
       (q.L > 1 && !aligned_to(p.x_stride_row, kBytes, 16)) || q.K % kVec != 0 ||
       (q.HV * q.V) % kVec != 0 || head_columns > kWarpSize ||
       (head_columns & (head_columns - 1)) != 0 || !aligned16(q.q) || !aligned16(q.k) ||
-      !aligned16(q.v) || p.D / kVec > (int64_t{1} << 30)) {
+      !aligned16(q.v) || p.D * (p.W - 1) >= (int64_t{1} << 31)) {
     return false;
   }
   PackedPlan plan{};
