@@ -68,7 +68,7 @@ def main():
         c = ConvInputs(lengths, *shape, 4, torch.bfloat16, "cuda", x_layout=x_layout,
                        state_layout=state_layout, lines=lines, weight_dtype=weight_dtype,
                        initial=[i % 3 != 1 for i in range(len(lengths))],
-                       num_lines=6 if isinstance(lines, list) else len(lengths) + 3)
+                       num_lines=6 if isinstance(lines, list) else None)
         states = c.fresh_states()
         out = gdn_ext.causal_conv1d_post_conv_prep(*c.args(states), backend=backend)
         host = ConvInputs.__new__(ConvInputs)

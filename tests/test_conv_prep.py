@@ -184,10 +184,11 @@ def test_decode_steps(backend, batch, weights):
 def test_large_decode_batch(shape, batch, state_layout, dtype, W):
     """A decode step of many sequences, so that the CUDA decode kernel's work
     items take many tokens each (17 and 39 on a GPU of 132 SMs; the other
-    decode tests have items of one token), each token's lookups on their
-    way while the one before it computes. Mostly one-token sequences, with empty,
+    decode tests have items of one token), each token's lookups on their way
+    while the one before it computes. Mostly one-token sequences, with empty,
     two- and three-token ones (the boundary path between them), pad slots,
-    lines out of range and mixed prior states, in each cache layout."""
+    lines out of range and mixed prior states, in each cache layout, bf16
+    and float32, W = 2-4."""
     device = device_for("cuda")
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)
     u = torch.rand(batch, generator=gen)

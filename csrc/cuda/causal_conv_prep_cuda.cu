@@ -197,13 +197,12 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
           RingTaps<T, kW, Ring> taps{ring, item_x, first, stride, g, std::min(rows, g + 2 * kTok)};
           boundary_chunk<T, kW, kTok>(p, plan, col, t0, seq, taps, [&](int64_t t, int64_t end) {
             for (; t < end; t += kBoundarySide) {
-              const int64_t t1 = t;
               // The rows of tokens past the run (not stored) are its last
               // row again: past the last token there is no row to read.
               convolve_chunk<T, kW, kBoundarySide>(
-                  p, plan, col, out, normalise, out.base + t1 * out.row_stride,
-                  static_cast<int>(std::min<int64_t>(kBoundarySide, end - t1)),
-                  [&](int r) { return taps.tap(std::min(t1 - (kW - 1) + r, end - 1)); });
+                  p, plan, col, out, normalise, out.base + t * out.row_stride,
+                  static_cast<int>(std::min<int64_t>(kBoundarySide, end - t)),
+                  [&](int r) { return taps.tap(std::min(t - (kW - 1) + r, end - 1)); });
             }
           });
           continue;
