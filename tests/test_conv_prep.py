@@ -161,11 +161,14 @@ def test_flags(backend, silu, flags):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_decode_steps(backend, batch, weights):
     """Pure decode (every sequence one token, all continuing from their
-    lines), five steps in a row on the same cache."""
+    lines), five steps in a row on the same cache. (2,6,32,16) has 224
+    features: a warp's strip of 16-byte columns that ends part way (28 of 32
+    lanes in bf16), whose other lanes store nothing."""
     device = device_for(backend)
-    shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (16, 32, 128, 128)
+    small = (2, 6, 32, 16)
+    shapes = [small] if backend == "triton" and INTERPRET else [(16, 32, 128, 128), small]
     dtypes = (torch.bfloat16, torch.float32) + ((torch.float16,) if weights != "f32" else ())
-    for dtype in dtypes:
+    for shape, dtype in itertools.product(shapes, dtypes):
         inputs = ConvInputs([1] * batch, *shape, 4, dtype, device, initial="all",
                             **weight_kwargs(weights, dtype))
         states = inputs.fresh_states()
@@ -204,6 +207,34 @@ def test_large_decode_batch(shape, batch, state_layout, dtype, W):
     assert inputs.T <= 2 * inputs.B  # the decode kernel's calls
     states = inputs.fresh_states()
     out = run(inputs, "cuda", states)
+    check_conv_against_reference(out, states, inputs, inputs.conv_states)
+
+
+@pytest.mark.parametrize("x_layout", ["row_major", "channel_first"])
+@pytest.mark.parametrize("batch", [33, 1100])
+@pytest.mark.parametrize("backend", ["cuda", "triton", "cpu"])
+def test_many_sequences_prefill(backend, batch, x_layout):
+    """Prefill-shaped calls (T > 2B) of more sequences than a warp has lanes:
+    the CUDA kernels look a token's sequence up with a lane a bound, so 33
+    sequences take two rounds of the search and 1,100 three, and the prefill
+    kernel first tries the sequence after the last one it saw. Lengths 0-3
+    between longer ones, pad slots, lines out of range and mixed prior
+    states; x row-major (the packed kernels) and channel-first (the strided
+    one)."""
+    device = device_for(backend)
+    shape = (2, 6, 32, 16) if backend == "triton" and INTERPRET else (2, 6, 128, 128)
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    lengths = torch.randint(0, 4, (batch,), generator=gen)
+    lengths[::4] = torch.randint(12, 40, (len(lengths[::4]),), generator=gen)
+    num_lines = batch + 3
+    lines = torch.randperm(num_lines, generator=gen)[:batch]
+    v = torch.rand(batch, generator=gen)
+    lines[v < 0.03], lines[(v >= 0.03) & (v < 0.05)] = PAD, num_lines + 5
+    inputs = ConvInputs(lengths.tolist(), *shape, 4, torch.bfloat16, device, x_layout=x_layout,
+                        lines=lines.tolist(), num_lines=num_lines, gen=gen)
+    assert inputs.T > 2 * inputs.B  # the prefill kernel's calls
+    states = inputs.fresh_states()
+    out = run(inputs, backend, states)
     check_conv_against_reference(out, states, inputs, inputs.conv_states)
 
 

@@ -177,7 +177,8 @@ __global__ void __launch_bounds__(kThreads, kDecodeBlocksPerSM)
             store_token(p, plan, col, u, convolve<T, kW>(p, col, tap));
           }
         };
-        boundary_chunk<T, kW, 1>(p, plan, col, t, sequence_of(p, t, t), taps, one_by_one);
+        // Not sequence t (one_token_sequence): no guess.
+        boundary_chunk<T, kW, 1>(p, plan, col, t, sequence_of(p, t, -1), taps, one_by_one);
       }
       if (++t >= last) break;
       tok = next;

@@ -23,55 +23,68 @@ __device__ __forceinline__ int64_t sequence_bound(const CausalConvPrepParams& p,
   return p.query_start_loc[j * p.query_start_loc_stride];
 }
 
-// The sequence holding token t: the last i in [0, B) with qsl[i] <= t.
-// `guess` is tried first (decode: the token's own index).
-__device__ inline int64_t find_sequence(const CausalConvPrepParams& p, int64_t t, int64_t guess) {
-  if (guess >= 0 && guess < p.B && sequence_bound(p, guess) <= t &&
-      t < sequence_bound(p, guess + 1)) {
-    return guess;
-  }
-  int64_t lo = 0, hi = p.B;
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (sequence_bound(p, mid) <= t) {
-      lo = mid;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
-struct Sequence {
-  int64_t index, start, end;  // tokens [start, end)
-};
-
-// Bounds that are not what SPEC asks for are clamped so that start <= t <
-// end <= T: wrong values then, never an access out of range.
-__device__ __forceinline__ Sequence sequence_of(const CausalConvPrepParams& p, int64_t t,
-                                                int64_t guess) {
-  const int64_t i = find_sequence(p, t, guess);
-  const int64_t start = std::min<int64_t>(std::max<int64_t>(sequence_bound(p, i), 0), t);
-  const int64_t end = std::min<int64_t>(std::max<int64_t>(sequence_bound(p, i + 1), t + 1), p.prep.L);
-  return {i, start, end};
-}
-
 // Sequence i's entry of cache_indices (i itself without them), unchecked.
 __device__ __forceinline__ int64_t cache_index(const CausalConvPrepParams& p, int64_t i) {
   return p.cache_indices ? p.cache_indices[i * p.cache_indices_stride] : i;
 }
 
+__device__ __forceinline__ bool has_initial_state(const CausalConvPrepParams& p, int64_t i) {
+  return p.has_initial_state != nullptr && p.has_initial_state[i * p.has_initial_state_stride];
+}
+
+struct Sequence {
+  int64_t index, start, end;  // tokens [start, end)
+  int64_t entry;              // cache_index(index)
+  bool initial;               // has_initial_state(index)
+};
+
+// The sequence holding token t, the last i in [0, B) with qsl[i] <= t; t is
+// the warp's (every lane calls with the same t). The warp searches together:
+// a round probes 32 bounds, one a lane, and the last round's lanes load
+// their sequence's end, cache entry and flag beside its start. Up to 32
+// sequences that is one round trip, 1,024 two, where a binary search took
+// log2(B) dependent round trips and the entry and flag one more, on the
+// chain of a short prefill's first chunk (benchmarks/NOTES.md). `guess`
+// (the next sequence, or the token's own index in a decode step) is checked
+// first where B > 32, as it saves a round there when right. Bounds that are
+// not what SPEC asks for are clamped so that start <= t < end <= T: wrong
+// values then, never an access out of range.
+__device__ inline Sequence sequence_of(const CausalConvPrepParams& p, int64_t t, int64_t guess) {
+  const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  int64_t lo = 0, hi = p.B;  // i is in [lo, hi)
+  if (hi > kWarpSize && guess >= 0 && guess < hi && sequence_bound(p, guess) <= t &&
+      t < sequence_bound(p, guess + 1)) {
+    lo = guess, hi = guess + 1;
+  }
+  while (hi - lo > kWarpSize) {
+    const int64_t step = ceil_div(hi - lo, kWarpSize);
+    const int64_t j = lo + lane * step;
+    const unsigned below = __ballot_sync(kFullMask, j < hi && sequence_bound(p, j) <= t);
+    lo += std::max(__popc(below) - 1, 0) * step;
+    hi = std::min(lo + step, hi);
+  }
+  // All four are int32 in memory (bool for the flag).
+  const int64_t j = lo + lane;
+  int32_t start = 0, end = 0, entry = 0, initial = 0;
+  if (j < hi) {
+    start = static_cast<int32_t>(sequence_bound(p, j));
+    end = static_cast<int32_t>(sequence_bound(p, j + 1));
+    entry = static_cast<int32_t>(cache_index(p, j));
+    initial = has_initial_state(p, j);
+  }
+  const int k = std::max(__popc(__ballot_sync(kFullMask, j < hi && start <= t)) - 1, 0);
+  Sequence s;
+  s.index = lo + k;
+  s.start = std::min<int64_t>(std::max(__shfl_sync(kFullMask, start, k), 0), t);
+  s.end = std::min<int64_t>(std::max<int64_t>(__shfl_sync(kFullMask, end, k), t + 1), p.prep.L);
+  s.entry = __shfl_sync(kFullMask, entry, k);
+  s.initial = __shfl_sync(kFullMask, initial, k) != 0;
+  return s;
+}
+
 // The cache line an entry names, or -1 for none (pad slot, out of range).
 __device__ __forceinline__ int64_t checked_line(const CausalConvPrepParams& p, int64_t index) {
   return index != p.pad_slot_id && index >= 0 && index < p.N ? index : -1;
-}
-
-__device__ __forceinline__ int64_t cache_line(const CausalConvPrepParams& p, int64_t i) {
-  return checked_line(p, cache_index(p, i));
-}
-
-__device__ __forceinline__ bool has_initial_state(const CausalConvPrepParams& p, int64_t i) {
-  return p.has_initial_state != nullptr && p.has_initial_state[i * p.has_initial_state_stride];
 }
 
 __device__ __forceinline__ float load_float(const StridedInput& in, int64_t offset) {
@@ -266,8 +279,9 @@ __device__ __forceinline__ TokenRange chunk_tokens(const CausalConvPrepParams& p
     begin = std::min(std::max(std::min(first.start + kW - 1, first.end), t0), chunk_end);
   }
   const Sequence last =
-      kTok == 1 ? first
-                : sequence_of(p, chunk_end - 1, p.B == p.prep.L ? chunk_end - 1 : first.index);
+      kTok == 1 || chunk_end <= first.end
+          ? first
+          : sequence_of(p, chunk_end - 1, p.B == p.prep.L ? chunk_end - 1 : first.index);
   int64_t end = chunk_end;
   if (last.start >= t0) end = std::max(chunk_end, std::min(last.start + kW - 1, last.end));
   return {begin, end};
@@ -587,8 +601,8 @@ __device__ __forceinline__ void convolve_chunk(const CausalConvPrepParams& p, co
 // (RegisterTaps).
 //
 // A sequence start is a short prefill's critical path (one warp a column
-// strip holds it). Its lookups go out together, once a run (the cache index
-// and the flag, then the old line); token by token, each with its own
+// strip holds it). Its lookups come with the sequence (sequence_of), and
+// the old line is loaded once a run; token by token, each with its own
 // lookups and loads, a run of four tokens was about ten dependent round
 // trips and four dependent chains of arithmetic.
 template <typename T, int kW, int kTok, typename Taps, typename ComputeRun>
@@ -600,18 +614,17 @@ __device__ __forceinline__ void boundary_chunk(const CausalConvPrepParams& p, co
   const TokenRange range = chunk_tokens<kTok, kW>(p, t0, first);
   Sequence seq = first;
   for (int64_t t = range.begin; t < range.end;) {  // bounds uniform over the warp
-    if (t >= seq.end || t < seq.start) seq = sequence_of(p, t, seq.index + 1);
+    // A one-token chunk's tokens are all its first sequence's (chunk_tokens).
+    if (kTok > 1 && (t >= seq.end || t < seq.start)) seq = sequence_of(p, t, seq.index + 1);
     const int64_t run_end = std::min(range.end, seq.end);
     // A run holds its sequence's first W-1 tokens only where it starts the
     // sequence (chunk_tokens); then the line is this thread's to read and
     // write.
     const bool starts = t - seq.start < kW - 1;
-    const int64_t index = starts ? cache_index(p, seq.index) : -1;
-    const bool initial = starts && has_initial_state(p, seq.index);
-    const int64_t line = starts ? checked_line(p, index) : -1;
+    const int64_t line = starts ? checked_line(p, seq.entry) : -1;
     T* const line_ptr = states + line * p.states_stride_line;
     if (starts) {
-      const T* const old_line = line >= 0 && initial ? line_ptr : nullptr;
+      const T* const old_line = line >= 0 && seq.initial ? line_ptr : nullptr;
       taps.begin_sequence(seq.start, old_line_or_zeros<T, kW>(p, plan, old_line, col.index));
     }
     compute_run(t, run_end);

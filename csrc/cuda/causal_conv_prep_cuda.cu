@@ -20,10 +20,10 @@
 //                    scalar accesses.
 //
 // Sequences and the cache. Each token finds its sequence by a search over
-// query_start_loc (tried first at the sequence after the previous chunk's;
-// the decode kernel first checks whether token t is sequence t). A token t
-// whose taps reach before its sequence's start reads them from the
-// sequence's cache line, which the call also overwrites. So that no line is
+// query_start_loc that a warp runs together, 32 bounds a round (the decode
+// kernel first checks whether token t is sequence t). A token t whose taps
+// reach before its sequence's start reads them from the sequence's cache
+// line, which the call also overwrites. So that no line is
 // written before every read of it is done, without a second launch: a
 // sequence's first W-1 tokens are computed by the thread (or warp) whose
 // chunk holds the sequence's first token, even where they spill into the
@@ -171,25 +171,29 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     }
 #pragma unroll
     for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk();
-    // Once for all its chunks.
-    load_column(p, plan, col, issue_column_loads<T, kW, kSource>(p, plan, col));
+    // Chunks whose first row g is in [interior_from, interior_to] lie inside
+    // seq, W-1 or more tokens past its start.
+    Sequence seq;
+    int interior_from, interior_to;
+    const auto look_up = [&](int64_t t0) {
+      seq = sequence_of(p, t0, seq.index + 1);
+      interior_from = static_cast<int>(std::clamp<int64_t>(seq.start + (kW - 1) - first, 0, rows));
+      interior_to = static_cast<int>(std::clamp<int64_t>(seq.end - kTok - first, -1, rows));
+    };
+    // Once for all its chunks. The first lookup's round trip runs beside
+    // the weights' (a short prefill's chain; benchmarks/NOTES.md).
+    const auto column_loads = issue_column_loads<T, kW, kSource>(p, plan, col);
+    seq.index = -1;
+    look_up(first);
+    load_column(p, plan, col, column_loads);
     const ColumnOut<T> out = column_out<T>(p, plan, col.index);
     const bool normalise = __any_sync(kFullMask, out.normalised);
     T* dst = out.base + first * out.row_stride;
-    // Chunks whose first row g is in [interior_from, interior_to] lie inside
-    // seq, W-1 or more tokens past its start (none until seq is looked up).
-    Sequence seq{-1, 0, 0};
-    int interior_from = 1, interior_to = 0;
     for (int g = 0; g < rows; g += kTok, dst += kTok * out.row_stride) {  // uniform over the warp
       fetch_chunk();
       if (g < interior_from || g > interior_to) {
         const int64_t t0 = first + g;
-        if (t0 < seq.start || t0 >= seq.end) {
-          seq = sequence_of(p, t0, seq.index + 1);
-          interior_from = static_cast<int>(
-              std::clamp<int64_t>(seq.start + (kW - 1) - first, 0, rows));
-          interior_to = static_cast<int>(std::clamp<int64_t>(seq.end - kTok - first, -1, rows));
-        }
+        if (t0 < seq.start || t0 >= seq.end) look_up(t0);
         if (g < interior_from || g > interior_to) {
           // Its rows and the next chunk's (where a sequence's first W-1
           // tokens spill) from the ring; past the item, from x.
@@ -239,8 +243,8 @@ __global__ void __launch_bounds__(kThreads) strided_kernel(const CausalConvPrepP
     if (seq.start < t && t - seq.start < kW - 1) return;
     const bool first = t == seq.start;
     const int64_t last = first ? std::min(seq.end, t + kW - 1) : t + 1;
-    const int64_t line = first ? cache_line(p, seq.index) : -1;
-    const T* prior = line >= 0 && has_initial_state(p, seq.index)
+    const int64_t line = first ? checked_line(p, seq.entry) : -1;
+    const T* prior = line >= 0 && seq.initial
                          ? states + line * p.states_stride_line
                          : nullptr;
     const bool is_qk = unit < 2 * q.H;
