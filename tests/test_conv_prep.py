@@ -179,6 +179,16 @@ def test_decode_steps(backend, batch, weights):
             inputs.x = torch.randn_like(inputs.x)
 
 
+def random_lines(batch, gen):
+    """Distinct cache lines in random order for `batch` sequences out of
+    batch + 3, about 3% of them pad slots and 2% past the cache; and N."""
+    num_lines = batch + 3
+    lines = torch.randperm(num_lines, generator=gen)[:batch]
+    v = torch.rand(batch, generator=gen)
+    lines[v < 0.03], lines[(v >= 0.03) & (v < 0.05)] = PAD, num_lines + 5
+    return lines.tolist(), num_lines
+
+
 @pytest.mark.parametrize("W", WIDTHS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "f32"])
 @pytest.mark.parametrize("state_layout", ["dnw", "wd", "strided"])
@@ -197,12 +207,9 @@ def test_large_decode_batch(shape, batch, state_layout, dtype, W):
     u = torch.rand(batch, generator=gen)
     lengths = torch.ones(batch, dtype=torch.int64)
     lengths[u < 0.02], lengths[(u >= 0.02) & (u < 0.04)], lengths[(u >= 0.04) & (u < 0.05)] = 0, 2, 3
-    num_lines = batch + 3
-    lines = torch.randperm(num_lines, generator=gen)[:batch]
-    v = torch.rand(batch, generator=gen)
-    lines[v < 0.03], lines[(v >= 0.03) & (v < 0.05)] = PAD, num_lines + 5
+    lines, num_lines = random_lines(batch, gen)
     inputs = ConvInputs(lengths.tolist(), *shape, W, dtype, device,
-                        state_layout=state_layout, lines=lines.tolist(), num_lines=num_lines,
+                        state_layout=state_layout, lines=lines, num_lines=num_lines,
                         weight_dtype=dtype, gen=gen)
     assert inputs.T <= 2 * inputs.B  # the decode kernel's calls
     states = inputs.fresh_states()
@@ -226,12 +233,9 @@ def test_many_sequences_prefill(backend, batch, x_layout):
     gen = torch.Generator().manual_seed(torch.seed() % 2**31)
     lengths = torch.randint(0, 4, (batch,), generator=gen)
     lengths[::4] = torch.randint(12, 40, (len(lengths[::4]),), generator=gen)
-    num_lines = batch + 3
-    lines = torch.randperm(num_lines, generator=gen)[:batch]
-    v = torch.rand(batch, generator=gen)
-    lines[v < 0.03], lines[(v >= 0.03) & (v < 0.05)] = PAD, num_lines + 5
+    lines, num_lines = random_lines(batch, gen)
     inputs = ConvInputs(lengths.tolist(), *shape, 4, torch.bfloat16, device, x_layout=x_layout,
-                        lines=lines.tolist(), num_lines=num_lines, gen=gen)
+                        lines=lines, num_lines=num_lines, gen=gen)
     assert inputs.T > 2 * inputs.B  # the prefill kernel's calls
     states = inputs.fresh_states()
     out = run(inputs, backend, states)

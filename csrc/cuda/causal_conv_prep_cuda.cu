@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     for (int c = 0; c < Ring::kAhead; ++c) fetch_chunk();
     // Chunks whose first row g is in [interior_from, interior_to] lie inside
     // seq, W-1 or more tokens past its start.
-    Sequence seq;
+    Sequence seq{-1, 0, 0, 0, false};  // none yet: the first lookup's guess is sequence 0
     int interior_from, interior_to;
     const auto look_up = [&](int64_t t0) {
       seq = sequence_of(p, t0, seq.index + 1);
@@ -183,7 +183,6 @@ __global__ void __launch_bounds__(kThreads, kPrefillBlocksPerSM)
     // Once for all its chunks. The first lookup's round trip runs beside
     // the weights' (a short prefill's chain; benchmarks/NOTES.md).
     const auto column_loads = issue_column_loads<T, kW, kSource>(p, plan, col);
-    seq.index = -1;
     look_up(first);
     load_column(p, plan, col, column_loads);
     const ColumnOut<T> out = column_out<T>(p, plan, col.index);
